@@ -1,0 +1,370 @@
+"""Implied volatility of European options, in the manner of Jäckel's "Let's Be Rational".
+
+P. Jäckel, "Let's Be Rational", Wilmott (2015) 40-53. The price is normalized,
+
+    β = time value / (e^(-rT)·√(F·K)),  x = -|ln(F/K)|,
+
+which turns every option into an out-of-the-money call on the normalized Black function
+b(x, s) (see `normalized_black`), s = σ√T. Around the inflection point s_c = √(2|x|) of
+b(s), and the two points s_l < s_c < s_u where its tangent there meets 0 and b_max = e^(x/2),
+the price range splits into four branches. In each, a rational cubic interpolant (Delbourgo &
+Gregory, matched to the value, slope and curvature of the exact function at the branch ends)
+gives the initial guess, through a transformation that makes it nearly exact in that branch:
+
+- β < b_l: f = (2π|x|/√27)·Φ(-|x|/(√3·s))³, b's asymptotic form for s → 0; objective
+  g(s) = 1/ln b(s) - 1/ln β, nearly linear where b underflows exponentially.
+- b_l ≤ β ≤ b_u: s(β) itself; objective g(s) = b(s) - β.
+- β > b_u: f = Φ(-s/2), b's asymptotic form for s → ∞; objective
+  g(s) = ln((b_max - β)/(b_max - b(s))), with b_max - b computed as a sum (no cancellation).
+
+Then Householder steps of order 4 (third-order Householder: Newton with the second and third
+derivatives of g, all closed-form in s): two steps reach the maximum attainable precision,
+a third runs only when the second still moved s by more than a few ulps.
+
+Per-row outcomes (`ImpliedVolStatus`): a price at the lower bound gives vol 0.0; no time left,
+a non-positive price, a price below the lower bound or at/above the upper bound, and bad
+inputs give NaN and say so in the status array. Nothing raises for a bad row.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+from numba import prange
+
+from flashalpha.pricing._arrays import flat_inputs, shaped
+from flashalpha.pricing._jit import kernel
+from flashalpha.pricing.normal import erfcx, norm_cdf, norm_inv
+from flashalpha.pricing.normalized_black import (
+    normalized_black_and_vega,
+    normalized_black_otm_complement,
+)
+from flashalpha.pricing.rational_cubic import (
+    control_for_left_second_derivative,
+    control_for_right_second_derivative,
+    rational_cubic,
+)
+from flashalpha.pricing.status import (
+    STATUS_ABOVE_MAXIMUM,
+    STATUS_BAD_INPUT,
+    STATUS_BELOW_INTRINSIC,
+    STATUS_NON_POSITIVE_PRICE,
+    STATUS_OK,
+    STATUS_ZERO_TIME,
+    ImpliedVolStatus,
+)
+
+#: Householder steps at most; two suffice for all but extreme inputs (see tests/pricing).
+MAX_ITERATIONS = 3
+#: A Householder step smaller than this, relative to s, leaves an error of order its 4th power.
+_FINAL_STEP = 1e-7
+#: |ln(F/K)| beyond this (F/K beyond e^±700) is not an option we can normalize in doubles.
+MAX_LOG_MONEYNESS = 700.0
+
+_SQRT_THREE = math.sqrt(3.0)
+_TWO_PI = 2.0 * math.pi
+_LOWER_MAP_SCALE = _TWO_PI / math.sqrt(27.0)
+_SQRT_PI_OVER_TWO = math.sqrt(math.pi / 2.0)
+
+_LOWER, _MIDDLE, _UPPER = 0, 1, 2
+
+
+@kernel
+def _householder_step(newton: float, halley: float, third: float) -> float:
+    return newton * (1.0 + 0.5 * halley * newton) / (1.0 + newton * (halley + third * newton / 6.0))
+
+
+@kernel
+def _lower_map(x: float, s: float) -> tuple[float, float, float]:
+    """f(s) = (2π|x|/√27)·Φ(z)³, z = -|x|/(√3·s), and df/dβ, d²f/dβ² along b(x, s)."""
+    ax = abs(x)
+    z = -ax / (_SQRT_THREE * s)
+    y = z * z
+    s2 = s * s
+    cdf = norm_cdf(z)
+    mills = _SQRT_PI_OVER_TWO * erfcx(-z / math.sqrt(2.0))  # Φ(z)/φ(z)
+    f = _LOWER_MAP_SCALE * ax * cdf * cdf * cdf
+    fp = _TWO_PI * y * cdf * cdf * math.exp(y + 0.125 * s2)
+    fpp = (
+        (math.pi / 6.0)
+        * y
+        / (s2 * s)
+        * cdf
+        * (8.0 * _SQRT_THREE * s * ax + (3.0 * s2 * (s2 - 8.0) - 8.0 * x * x) * mills)
+        * math.exp(2.0 * y + 0.25 * s2)
+    )
+    return f, fp, fpp
+
+
+@kernel
+def _inverse_lower_map(x: float, f: float) -> float:
+    return abs(x / (_SQRT_THREE * norm_inv((f / (_LOWER_MAP_SCALE * abs(x))) ** (1.0 / 3.0))))
+
+
+@kernel
+def _upper_map(x: float, s: float) -> tuple[float, float, float]:
+    """f(s) = Φ(-s/2) and df/dβ, d²f/dβ² along b(x, s)."""
+    w = (x / s) ** 2
+    f = norm_cdf(-0.5 * s)
+    fp = -0.5 * math.exp(0.5 * w)
+    fpp = _SQRT_PI_OVER_TWO * math.exp(w + 0.125 * s * s) * w / s
+    return f, fp, fpp
+
+
+@kernel
+def normalized_implied_deviation(beta: float, gap: float, x: float) -> tuple[float, int]:
+    """s with b(x, s) = beta for an out-of-the-money call (x ≤ 0, 0 < beta < e^(x/2)).
+
+    `gap` is e^(x/2) - beta, passed in because the caller computes it from prices in dollars
+    more accurately than the subtraction here could. Returns (s, Householder steps taken).
+    """
+    # The guess needs no more than ~1e-3 relative accuracy: b_max - b is subtracted here.
+    b_max = math.exp(0.5 * x)
+    s_c = math.sqrt(-2.0 * x)
+    b_c, v_c = normalized_black_and_vega(x, s_c)
+    s_left = 0.0
+    s_right = math.inf
+    if beta < b_c:
+        s_l = s_c - b_c / v_c
+        b_l, v_l = normalized_black_and_vega(x, s_l)
+        if beta < b_l:
+            branch = _LOWER
+            f_l, fp_l, fpp_l = _lower_map(x, s_l)
+            r = control_for_right_second_derivative(b_l, 0.0, f_l, 1.0, fp_l, fpp_l)
+            t = beta / b_l
+            f = rational_cubic(t, 1.0 - t, b_l, 0.0, f_l, 1.0, fp_l, r)
+            if not f > 0.0:  # round-off for extreme |x|: fall back to the quadratic
+                f = (f_l * t + b_l * (1.0 - t)) * t
+            s = _inverse_lower_map(x, f)
+            s_right = s_l
+        else:
+            branch = _MIDDLE
+            width = b_c - b_l
+            r = control_for_right_second_derivative(width, s_l, s_c, 1.0 / v_l, 1.0 / v_c, 0.0)
+            t = (beta - b_l) / width
+            s = rational_cubic(t, 1.0 - t, width, s_l, s_c, 1.0 / v_l, 1.0 / v_c, r)
+            s_left = s_l
+            s_right = s_c
+    else:
+        s_u = s_c + (b_max - b_c) / v_c
+        b_u, v_u = normalized_black_and_vega(x, s_u)
+        if beta <= b_u:
+            branch = _MIDDLE
+            width = b_u - b_c
+            r = control_for_left_second_derivative(width, s_c, s_u, 1.0 / v_c, 1.0 / v_u, 0.0)
+            t = (beta - b_c) / width
+            s = rational_cubic(t, 1.0 - t, width, s_c, s_u, 1.0 / v_c, 1.0 / v_u, r)
+            s_left = s_c
+            s_right = s_u
+        else:
+            branch = _UPPER
+            gap_u = b_max - b_u
+            f_u, fp_u, fpp_u = _upper_map(x, s_u)
+            r = control_for_left_second_derivative(gap_u, f_u, 0.0, fp_u, -0.5, fpp_u)
+            one_minus_t = gap / gap_u
+            t = 1.0 - one_minus_t
+            f = rational_cubic(t, one_minus_t, gap_u, f_u, 0.0, fp_u, -0.5, r)
+            if not f > 0.0:
+                f = (f_u * one_minus_t + 0.5 * gap_u * t) * one_minus_t
+            s = -2.0 * norm_inv(f)
+            s_left = s_u
+    if not (s > 0.0 and s < math.inf):
+        s = s_c if s_c > 0.0 else 1.0
+
+    log_beta = math.log(beta)
+    log_gap = math.log(gap)
+    iterations = 0
+    while iterations < MAX_ITERATIONS:
+        iterations += 1
+        h = x / s
+        b_halley = h * h / s - 0.25 * s  # b''/b'
+        b_third = b_halley * b_halley - 3.0 * (h / s) ** 2 - 0.25  # b'''/b'
+        step = math.nan
+        if branch == _UPPER:
+            complement = normalized_black_otm_complement(x, s)
+            vega = normalized_black_and_vega(x, s)[1]
+            if complement < gap:  # b(s) > beta
+                s_right = min(s_right, s)
+            elif complement > gap:
+                s_left = max(s_left, s)
+            if complement > 0.0 and vega > 0.0:
+                g = log_gap - math.log(complement)
+                gp = vega / complement
+                halley = b_halley + gp
+                third = b_third + gp * (2.0 * gp + 3.0 * b_halley)
+                step = _householder_step(-g / gp, halley, third)
+        else:
+            b, vega = normalized_black_and_vega(x, s)
+            if b > beta:
+                s_right = min(s_right, s)
+            elif b < beta:
+                s_left = max(s_left, s)
+            if branch == _MIDDLE:
+                if vega > 0.0:
+                    step = _householder_step((beta - b) / vega, b_halley, b_third)
+            elif b > 0.0 and vega > 0.0:
+                log_b = math.log(b)
+                ratio = vega / b
+                newton = (log_beta - log_b) * log_b / log_beta / ratio
+                halley = b_halley - ratio * (1.0 + 2.0 / log_b)
+                third = (
+                    b_third
+                    + 2.0 * ratio * ratio * (1.0 + 3.0 / log_b * (1.0 + 1.0 / log_b))
+                    - 3.0 * b_halley * ratio * (1.0 + 2.0 / log_b)
+                )
+                step = _householder_step(newton, halley, third)
+        if not math.isfinite(step) or not (s_left <= s + step <= s_right):
+            # Outside the bracket (or no usable derivative): bisect it, geometrically when
+            # it is unbounded above.
+            step = 0.5 * (s_left + s_right) - s if s_right < math.inf else s
+        step = max(step, -0.5 * s)
+        s += step
+        # The steps converge with order 4: after a step of relative size δ the error left is of
+        # order δ⁴, so a step below 1e-7 (or one at round-off level) ends the iteration.
+        if abs(step) <= _FINAL_STEP * s:
+            break
+    return s, iterations
+
+
+@kernel
+def implied_vol_scalar(
+    price: float,
+    spot: float,
+    strike: float,
+    years: float,
+    rate: float,
+    div_yield: float,
+    is_call: bool,
+) -> tuple[float, int, int]:
+    """(vol, ImpliedVolStatus, iterations) of one European option; vol is NaN unless OK."""
+    if not (
+        math.isfinite(price)
+        and 0.0 < spot < math.inf
+        and 0.0 < strike < math.inf
+        and 0.0 <= years < math.inf
+        and math.isfinite(rate)
+        and math.isfinite(div_yield)
+    ):
+        return math.nan, STATUS_BAD_INPUT, 0
+    if years == 0.0:
+        return math.nan, STATUS_ZERO_TIME, 0
+    if price <= 0.0:
+        return math.nan, STATUS_NON_POSITIVE_PRICE, 0
+    spot_discounted = spot * math.exp(-div_yield * years)
+    strike_discounted = strike * math.exp(-rate * years)
+    x = math.log(spot_discounted / strike_discounted)  # ln(F/K)
+    if not abs(x) <= MAX_LOG_MONEYNESS:
+        return math.nan, STATUS_BAD_INPUT, 0
+    if is_call:
+        upper = spot_discounted
+        intrinsic = max(spot_discounted - strike_discounted, 0.0)
+    else:
+        upper = strike_discounted
+        intrinsic = max(strike_discounted - spot_discounted, 0.0)
+    if price >= upper:
+        return math.nan, STATUS_ABOVE_MAXIMUM, 0
+    time_value = price - intrinsic
+    if time_value < 0.0:
+        return math.nan, STATUS_BELOW_INTRINSIC, 0
+    if time_value == 0.0:
+        return 0.0, STATUS_OK, 0
+    norm = math.sqrt(spot_discounted) * math.sqrt(strike_discounted)
+    beta = time_value / norm
+    gap = (upper - price) / norm
+    s, iterations = normalized_implied_deviation(beta, gap, -abs(x))
+    return s / math.sqrt(years), STATUS_OK, iterations
+
+
+def _implied_vol_loop(price, spot, strike, years, rate, div_yield, is_call, vol, status):
+    for i in prange(price.shape[0]):
+        v, code, _ = implied_vol_scalar(
+            price[i], spot[i], strike[i], years[i], rate[i], div_yield[i], is_call[i]
+        )
+        vol[i] = v
+        status[i] = code
+
+
+_implied_vol_serial = kernel(_implied_vol_loop)
+_implied_vol_parallel = kernel(_implied_vol_loop, parallel=True)
+
+
+def _iterations_loop(price, spot, strike, years, rate, div_yield, is_call, out):
+    for i in range(price.shape[0]):
+        out[i] = implied_vol_scalar(
+            price[i], spot[i], strike[i], years[i], rate[i], div_yield[i], is_call[i]
+        )[2]
+
+
+_iterations = kernel(_iterations_loop)
+
+
+def implied_vol(
+    price,
+    spot,
+    strike,
+    years,
+    rate,
+    div_yield,
+    is_call,
+    return_status: bool = False,
+    *,
+    parallel: bool = False,
+):
+    """Black-Scholes-Merton implied volatility (decimal per √year) of European option prices.
+
+    price, spot, strike: dollars; years: ACT/365; rate, div_yield: continuously compounded
+    decimals; is_call: bool. Broadcasts like numpy. Rows without a volatility are NaN; with
+    `return_status=True` the result is `(vol, status)`, status a uint8 array of
+    `ImpliedVolStatus` codes. `parallel=True` spreads the batch over numba's threads.
+    """
+    shape, (p, s, k, t, r, q), (c,) = flat_inputs(
+        (price, spot, strike, years, rate, div_yield), (is_call,)
+    )
+    vol = np.empty(p.shape[0])
+    status = np.empty(p.shape[0], dtype=np.uint8)
+    (_implied_vol_parallel if parallel else _implied_vol_serial)(p, s, k, t, r, q, c, vol, status)
+    if not return_status:
+        return shaped(vol, shape)
+    if shape == ():
+        return float(vol[0]), ImpliedVolStatus(int(status[0]))
+    return vol.reshape(shape), status.reshape(shape)
+
+
+def implied_vol_iterations(price, spot, strike, years, rate, div_yield, is_call) -> np.ndarray:
+    """Householder steps the solver took per row (0 where it did not run); for tests."""
+    shape, (p, s, k, t, r, q), (c,) = flat_inputs(
+        (price, spot, strike, years, rate, div_yield), (is_call,)
+    )
+    out = np.empty(p.shape[0], dtype=np.int64)
+    _iterations(p, s, k, t, r, q, c, out)
+    return out.reshape(shape)
+
+
+class QuoteVols(NamedTuple):
+    """Implied vols of a bid/ask quote and its mid, with a status per side."""
+
+    bid: np.ndarray
+    mid: np.ndarray
+    ask: np.ndarray
+    status_bid: np.ndarray
+    status_mid: np.ndarray
+    status_ask: np.ndarray
+
+
+def implied_vol_quotes(
+    bid, ask, spot, strike, years, rate, div_yield, is_call, *, parallel: bool = False
+) -> QuoteVols:
+    """Implied vols of bid, mid = (bid + ask)/2 and ask, each with its `ImpliedVolStatus`.
+
+    A missing side (NaN) gives NaN and BAD_INPUT on that side and on the mid.
+    """
+    bid_array = np.asarray(bid, dtype=np.float64)
+    ask_array = np.asarray(ask, dtype=np.float64)
+    mid = 0.5 * (bid_array + ask_array)
+    sides = [
+        implied_vol(side, spot, strike, years, rate, div_yield, is_call, True, parallel=parallel)
+        for side in (bid_array, mid, ask_array)
+    ]
+    return QuoteVols(sides[0][0], sides[1][0], sides[2][0], sides[0][1], sides[1][1], sides[2][1])

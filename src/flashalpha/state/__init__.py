@@ -1,0 +1,1 @@
+"""The Market State Engine: schema, shared-memory segment, writer, readers, events."""
