@@ -5,7 +5,9 @@
   quote's exchange timestamp) over every row quoted since the client's previous frame; budget
   p99 ≤ push interval + 20 ms;
 - fan-out: update messages/s and bytes/s the daemon writes (its /metrics) and the clients read;
-- REST: `GET /api/v1/chains/IWM`, a 5,210-contract chain, rendered and encoded.
+- REST: `GET /api/v1/chains/IWM`, a 5,210-contract chain, rendered and encoded; and
+  `GET /api/v1/chains/SPX` (~24k contracts) rendered off the loop or on it, with the daemon's
+  loop lag while it is served.
 
 The daemon runs as `flashalpha run` (synthetic feed at its default 20,000 events/s, no
 pricing workers); the clients run in another process (aiohttp WebSockets, JSON hub protocol,
@@ -18,6 +20,7 @@ FLASHALPHA_BENCH_HUB_CLIENTS, _SECONDS and _EVENTS scale the run down for a quic
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -161,15 +164,16 @@ def _metrics(url: str) -> dict[str, float]:
     }
 
 
-@pytest.fixture(scope="module")
-def daemon(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("bench-hub")
+@contextlib.contextmanager
+def _run_daemon(tmp: Path, **env: str):
+    """`flashalpha run` on the demo market (no workers); yields its URL and pid."""
     port = _free_port()
     name = f"fa-bench-hub-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     env = {
         **os.environ,
         "FLASHALPHA_STATE_SHM_NAME": name,
         "FLASHALPHA_HUB_PUSH_INTERVAL_MS": str(PUSH_INTERVAL_MS),
+        **env,
     }
     log = open(tmp / "daemon.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
@@ -193,21 +197,61 @@ def daemon(tmp_path_factory):
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        assert process.poll() is None, (tmp / "daemon.log").read_text()
-        try:
-            if httpx.get(f"{url}/api/v1/health", timeout=5).json()["contracts"] > 50_000:
-                break
-        except httpx.HTTPError:
-            pass
-        assert time.monotonic() < deadline, "daemon did not start"
-        time.sleep(0.2)
-    time.sleep(2)  # past the initial listing burst
-    yield url, process.pid
-    process.terminate()
-    process.wait(30)
-    log.close()
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            assert process.poll() is None, (tmp / "daemon.log").read_text()
+            try:
+                if httpx.get(f"{url}/api/v1/health", timeout=5).json()["contracts"] > 50_000:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "daemon did not start"
+            time.sleep(0.2)
+        time.sleep(2)  # past the initial listing burst
+        yield url, process.pid
+    finally:
+        process.terminate()
+        process.wait(30)
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory):
+    with _run_daemon(tmp_path_factory.mktemp("bench-hub")) as running:
+        yield running
+
+
+@pytest.mark.parametrize("render", ["off_loop", "on_loop"])
+def test_rest_chain_spx_loop_lag(benchmark, tmp_path, render):
+    """GET /api/v1/chains/SPX (~24k contracts, ~10 MB) every 0.2 s for ~10 s, and what it does to
+    the daemon's loop: the loop-lag p99/max over that time (the window of its 1,024 samples of a
+    10 ms timer), with the chain rendered on the render thread (`api.off_loop_rows`, default) or
+    on the loop itself."""
+    rows = "4096" if render == "off_loop" else "100000000"
+    with _run_daemon(tmp_path, FLASHALPHA_API_OFF_LOOP_ROWS=rows) as (url, _):
+        with httpx.Client(base_url=url, timeout=30) as http:
+            contracts = len(http.get("/api/v1/chains/SPX").json())
+            assert contracts > 10_000
+
+            def get_chain():
+                response = http.get("/api/v1/chains/SPX")
+                assert response.status_code == 200
+                return response
+
+            benchmark.pedantic(
+                get_chain, setup=lambda: time.sleep(0.2), rounds=40, iterations=1, warmup_rounds=1
+            )
+        metrics = _metrics(url)
+        lag = {
+            q: round(metrics[f'flashalpha_loop_lag_seconds{{quantile="{q}"}}'] * 1e3, 1)
+            for q in ("0.5", "0.99", "1")
+        }
+        benchmark.extra_info.update(
+            contracts=contracts, loop_lag_p50_ms=lag["0.5"], loop_lag_p99_ms=lag["0.99"],
+            loop_lag_max_ms=lag["1"],
+        )  # fmt: skip
+        print(f"\nSPX chain rendered {render}: {contracts} contracts, loop lag {lag} ms")
 
 
 def test_rest_chain_5k_contracts(benchmark, daemon):

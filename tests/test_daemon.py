@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from flashalpha.config import load_config
-from flashalpha.daemon import Daemon, make_feed
+from flashalpha.daemon import Daemon, LoopLag, make_feed
 from flashalpha.instruments import InstrumentRegistry, parse_compact
 from flashalpha.journal import read_entries
 from flashalpha.state.batch import TickBatch
@@ -167,3 +167,17 @@ async def test_unknown_feed_is_a_clear_error(data_dir, shm_name):
     with pytest.raises(ConfigError, match="carrier-pigeon"):
         await daemon.run()
     assert not os.path.exists(f"/dev/shm/{shm_name}")
+
+
+async def test_loop_lag_sees_a_blocked_loop():
+    lag = LoopLag(interval=0.005, window=64)
+    assert lag.stats() == {"samples": 0}
+    task = asyncio.get_running_loop().create_task(lag.run())
+    await asyncio.sleep(0.03)
+    time.sleep(0.08)  # what a long render on the loop thread does to every other task
+    await asyncio.sleep(0.03)
+    task.cancel()
+    stats = lag.stats()
+    assert stats["samples"] >= 3
+    assert stats["max_ms"] >= 70 and stats["max_since_start_ms"] == stats["max_ms"]
+    assert stats["p50_ms"] <= stats["p99_ms"] <= stats["max_ms"]

@@ -410,6 +410,12 @@ def _print_status(report: dict) -> None:
         + "  ".join(f"{key} {value:,.0f}" for key, value in report["rates_per_s"].items()),
     ]
     lines.extend(_feed_lines(feed))
+    loop_lag = daemon.get("loop_lag") or {}
+    if loop_lag.get("samples"):
+        lines.append(
+            f"loop lag    p50 {loop_lag['p50_ms']} ms  p99 {loop_lag['p99_ms']} ms  "
+            f"max {loop_lag['max_ms']} ms  (max since start {loop_lag['max_since_start_ms']} ms)"
+        )
     totals = report["totals"]
     rejects = {
         k.removeprefix("rejected_"): v for k, v in totals.items() if k.startswith("rejected_")

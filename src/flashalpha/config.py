@@ -151,6 +151,8 @@ class ApiConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     cors_origins: tuple[str, ...] = ()
     #: Directory of the UI build; None: <checkout>/web/dist, else the packaged api/static.
     ui_dir: str | None = None
+    #: Chains with more contracts than this are rendered on a thread, off the daemon's loop.
+    off_loop_rows: Annotated[int, msgspec.Meta(ge=0)] = 4096
 
 
 _Positive = Annotated[_T, msgspec.Meta(gt=0)]

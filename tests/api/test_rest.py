@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
 
 import pytest
 
 from flashalpha.state.rows import ROW_FIELDS
+
+from .conftest import start_market, stop_market
 
 
 async def test_health_counts_and_seq(market):
@@ -51,6 +55,35 @@ async def test_chain_rows_ordered_and_filtered_by_expiry(market):
     assert none == []
 
 
+async def test_large_chains_render_off_the_loop_with_the_same_rows(shm_name, tmp_path, monkeypatch):
+    from flashalpha.api import routes
+
+    threads = []
+    render = routes._render_chain
+
+    def spy(*args):
+        threads.append(threading.current_thread().name)
+        return render(*args)
+
+    monkeypatch.setattr(routes, "_render_chain", spy)
+    bodies = []
+    for off_loop_rows in (4096, 10):  # SPY has 40 contracts, QQQ 20
+        market, task = await start_market(shm_name, tmp_path, api={"off_loop_rows": off_loop_rows})
+        try:
+            market.quote(market.feed.rows["SPY"][:6], 1.5, 1.6)
+            async with market.client() as http:
+                chain = await http.get("/api/v1/chains/SPY")
+                small = await http.get("/api/v1/chains/QQQ?expiry=2030-02-15")
+        finally:
+            await stop_market(market, task)
+        bodies.append([(row["symbol"], row["bid"], row["ask"]) for row in chain.json()])
+        assert len(small.json()) == 10
+        assert market.service.app.state.renders.renders == (0 if off_loop_rows > 40 else 1)
+    assert bodies[0] == bodies[1] and len(bodies[0]) == 40
+    assert threads[:2] == [threading.main_thread().name] * 2
+    assert threads[2].startswith("flashalpha-render") and threads[3] == threads[0]
+
+
 async def test_contract_by_polygon_osi_and_compact_symbol(market):
     row = market.feed.rows["QQQ"][3]
     market.quote(row, 0.5, 0.55)
@@ -89,6 +122,7 @@ async def test_errors_name_the_value_and_never_leak_a_trace(market, path, status
 
 async def test_metrics_in_prometheus_text_format(market):
     market.quote(market.feed.rows["SPY"][:5], 1.0, 1.1)
+    await asyncio.sleep(0.05)  # a few wake-ups of the loop-lag timer
     async with market.client() as http:
         await http.get("/api/v1/chains/NOPE")
         response = await http.get("/metrics")
@@ -107,6 +141,8 @@ async def test_metrics_in_prometheus_text_format(market):
     assert values["flashalpha_hub_connections"] == 0
     assert values['flashalpha_http_responses_total{code="404"}'] == 1
     assert "# TYPE flashalpha_hub_bytes_sent_total counter" in text
+    lags = [values[f'flashalpha_loop_lag_seconds{{quantile="{q}"}}'] for q in ("0.5", "0.99", "1")]
+    assert 0 <= lags[0] <= lags[1] <= lags[2]
 
 
 async def test_openapi_schema_and_local_docs_page(market):

@@ -28,7 +28,7 @@ from litestar.types import ASGIApp, Receive, Scope, Send
 from flashalpha import __version__
 from flashalpha.api import metrics
 from flashalpha.api.hub import MarketHub, reject
-from flashalpha.api.routes import ROUTES
+from flashalpha.api.routes import ROUTES, RenderPool
 from flashalpha.api.signalr import ProtocolError, negotiate_version
 from flashalpha.api.ui import (
     DOCS_ASSETS_PATH,
@@ -276,6 +276,7 @@ def create_app(daemon: Any, hub: MarketHub) -> Litestar:
                 "daemon": daemon,
                 "hub": hub,
                 "metrics": metrics.metrics_registry(daemon, hub, responses),
+                "renders": RenderPool(),
             }
         ),
         openapi_config=openapi,

@@ -100,6 +100,16 @@ class DaemonCollector:
             coalesced.add_metric([entry["name"]], entry["coalesced"])
         yield pending
         yield coalesced
+        lag = getattr(self.daemon, "loop_lag", None)
+        if lag is not None and (stats := lag.stats())["samples"]:
+            gauge = GaugeMetricFamily(
+                "flashalpha_loop_lag_seconds",
+                "How late the daemon's event loop ran a 10 ms timer, over its last samples",
+                labels=["quantile"],
+            )
+            for quantile, key in (("0.5", "p50_ms"), ("0.99", "p99_ms"), ("1", "max_ms")):
+                gauge.add_metric([quantile], stats[key] / 1e3)
+            yield gauge
 
     def _hub(self) -> Iterator[Metric]:
         hub, stats = self.hub, self.hub.stats

@@ -3,15 +3,23 @@
 Handlers run on the daemon's loop and read the state through the daemon's `StateReader`
 (lock-free, consistent per row). Rows are rendered by `api.schemas.contract_structs` (the
 rows of `state.rows.contract_rows`, faster) and encoded with msgspec straight to bytes; the
-return annotations only document the shapes in the OpenAPI schema. Bad parameters are refused with 400, unknown symbols with 404, each
-with a `detail` naming the value.
+return annotations only document the shapes in the OpenAPI schema. Bad parameters are refused
+with 400, unknown symbols with 404, each with a `detail` naming the value.
+
+A chain of more than `api.off_loop_rows` contracts (SPX has ~24k: 10 MB of JSON, ~0.1 s of
+rendering) is read and rendered on the `RenderPool` thread instead of the loop, so ingest and
+hub pushes keep running while it is built: the thread holds the GIL for at most the
+interpreter's switch interval at a time, instead of the loop stalling for the whole render.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
-from typing import Annotated
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 import numpy as np
@@ -37,10 +45,32 @@ from flashalpha.state.rows import expiry_days, sort_chain
 #: The shapes `parse_symbol` accepts (documentation only: the parser gives the precise error).
 SYMBOL_PATTERN = r"^(O:[A-Z0-9]{1,6}|[A-Z0-9]{1,6}|[A-Z0-9 ]{6})[0-9]{6}[CP][0-9]{8}$"
 
+_T = TypeVar("_T")
+
 _ERRORS = {
     400: "a parameter is malformed; `detail` names it",
     404: "unknown symbol; `detail` names it",
 }
+
+
+class RenderPool:
+    """One thread that renders large responses off the daemon's loop.
+
+    One thread is enough: renders hold the GIL, so a second one would not add throughput, only
+    take more of the loop's share. `close` waits for a render still running, so the state is
+    never unmapped under it.
+    """
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="flashalpha-render")
+        self.renders = 0
+
+    async def run(self, render: Callable[..., _T], *args: Any) -> _T:
+        self.renders += 1
+        return await asyncio.get_running_loop().run_in_executor(self._executor, render, *args)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._executor.shutdown, True, cancel_futures=True)
 
 
 def _json(payload: object) -> Response:
@@ -94,9 +124,8 @@ def underlyings(state: State) -> Response[list[UnderlyingRow]]:
     tags=["market"],
     summary="The option chain of one underlying, by expiry, strike, calls first",
     responses=_documented_errors(400, 404),
-    sync_to_thread=False,
 )
-def chain(
+async def chain(
     state: State,
     underlying: Annotated[
         str,
@@ -126,9 +155,33 @@ def chain(
     rows = reader.rows_of_underlying(uid)
     if day is not None:
         rows = rows[reader.segment.option_column("expiry")[rows] == expiry_days(day)]
+    if len(rows) > state.daemon.config.api.off_loop_rows:
+        body = await state.renders.run(_render_chain, reader, rows)
+    else:
+        body = _render_chain(reader, rows)
+    return Response(body, media_type=MediaType.JSON)
+
+
+#: Rows encoded per msgspec call off the loop: each call holds the GIL throughout (~1 ms here).
+_ENCODE_ROWS = 1024
+
+
+def _render_chain(reader: Any, rows: np.ndarray) -> bytes:
+    """The chain's rows read from the state, sorted, rendered and encoded as a JSON array.
+
+    Encoded in slices of `_ENCODE_ROWS` joined into one array, so that a thread rendering a
+    large chain lets the loop take the GIL between slices.
+    """
     records = sort_chain(reader.read_rows(rows))
     symbols = np.asarray(reader.segment.underlying_column("symbol")[: reader.underlying_count])
-    return _json(contract_structs(records, symbols))
+    structs = contract_structs(records, symbols)
+    if len(structs) <= _ENCODE_ROWS:
+        return msgspec.json.encode(structs)
+    encode = msgspec.json.encode
+    parts = [
+        encode(structs[i : i + _ENCODE_ROWS])[1:-1] for i in range(0, len(structs), _ENCODE_ROWS)
+    ]
+    return b"[" + b",".join(parts) + b"]"
 
 
 @get(

@@ -126,6 +126,8 @@ class ApiService:
                     await self._task
             except Exception:
                 log.exception("HTTP server failed while stopping")
+        if self.app is not None:
+            await self.app.state.renders.close()  # before the daemon unmaps the state
         if self._socket is not None:
             self._socket.close()
 
