@@ -12,10 +12,11 @@ import pytest
 from flashalpha.config import load_config
 from flashalpha.daemon import Daemon, LoopLag, make_feed
 from flashalpha.instruments import InstrumentRegistry, parse_compact
-from flashalpha.journal import read_entries
+from flashalpha.journal import read_entries, trading_day
 from flashalpha.state.batch import TickBatch
 from flashalpha.state.events import EventKind
 from flashalpha.state.layout import (
+    OPEN_INTEREST_DTYPE,
     OPTION_COLUMNS,
     QUOTE_DTYPE,
     TRADE_DTYPE,
@@ -181,3 +182,77 @@ async def test_loop_lag_sees_a_blocked_loop():
     assert stats["samples"] >= 3
     assert stats["max_ms"] >= 70 and stats["max_since_start_ms"] == stats["max_ms"]
     assert stats["p50_ms"] <= stats["p99_ms"] <= stats["max_ms"]
+
+
+class TwoDayFeed(ScriptedFeed):
+    """The scripted market over New York midnight: half the batches yesterday, half today."""
+
+    DAY_NS = 86_400 * 10**9
+
+    def make_batch(self, i: int) -> TickBatch:
+        batch = super().make_batch(i)
+        shift = self.DAY_NS if i < self.batches // 2 else 0
+        for records in (batch.quotes, batch.trades, batch.underlyings):
+            records["ts"] -= shift
+        batch.ts_received -= shift
+        if i == 0:  # yesterday's open interest, carried into today
+            batch.open_interest = np.zeros(3, OPEN_INTEREST_DTYPE)
+            batch.open_interest["row"] = [0, 1, 2]
+            batch.open_interest["open_interest"] = [100, 200, 300]
+            batch.open_interest["ts"] = batch.ts_received
+        return batch
+
+
+async def test_a_new_trading_day_clears_trades_and_its_journal_rebuilds_the_state(
+    data_dir, shm_name
+):
+    feed = None
+
+    def make(config, registry):
+        nonlocal feed
+        feed = TwoDayFeed(registry, batches=40)
+        return feed
+
+    live = Daemon(config_for(data_dir, shm_name), feed_factory=make)
+    trades = []
+    live.dispatcher.subscribe("test", [EventKind.TRADE], trades.append)
+    task = await run_until(live, lambda d: d.feed.done.is_set())
+    await asyncio.sleep(0.05)
+    held = snapshot(live)
+    held_spot = StateReader(live.state.segment).read_underlyings()
+    live.request_stop()
+    await task
+
+    yesterday, today = sorted((data_dir / "journal").glob("*.journal"))
+    assert yesterday.stem == trading_day(time.time_ns() - TwoDayFeed.DAY_NS).isoformat()
+    assert today.stem == trading_day(time.time_ns()).isoformat()
+    # Volume and last trades are today's only; yesterday's quotes, spot and OI carry over.
+    batches = [e.batch for e in read_entries(today) if e.batch is not None]
+    carry = batches[0]  # the head of the new day's file: what the state carried into it
+    assert len(carry.trades) == 0 and len(carry.quotes) > 0 and len(carry.underlyings) == 1
+    assert list(carry.open_interest["open_interest"]) == [100, 200, 300]
+    today_trades = [batch.trades for batch in batches[1:]]
+    volume = np.zeros(len(held), np.uint64)
+    for records in today_trades:
+        np.add.at(volume, records["row"], records["size"])
+    np.testing.assert_array_equal(held["volume"], volume)
+    assert np.isnan(held["last"][volume == 0]).all() and (held["ts_trade"][volume == 0] == 0).all()
+    first_today = min(int(r["ts"].min()) for r in today_trades)
+    assert (held["ts_trade"][volume > 0] >= first_today).all()
+    carried = (held["ts_quote"] > 0) & (held["ts_quote"] < first_today)
+    assert carried.any() and np.isfinite(held["bid"][carried]).all()
+    assert list(held["open_interest"][:3]) == [100, 200, 300]
+    assert any(e.seq > 20 for e in trades)  # the cleared rows were published
+
+    # A restart today recovers from today's file alone and holds the same market.
+    recovered = Daemon(
+        config_for(data_dir, shm_name), feed_factory=lambda c, r: ScriptedFeed(r, batches=0)
+    )
+    task = await run_until(recovered, lambda d: d.feed.done.is_set())
+    restored = snapshot(recovered)
+    restored_spot = StateReader(recovered.state.segment).read_underlyings()
+    recovered.request_stop()
+    await task
+    for column in MARKET_COLUMNS:
+        np.testing.assert_array_equal(restored[column], held[column], err_msg=column)
+    np.testing.assert_array_equal(restored_spot["spot"], held_spot["spot"])

@@ -161,6 +161,7 @@ class Daemon:
         self.last_errors: list[str] = []
         self._journaled_rows = 0
         self._journaled_underlyings = 0
+        self._new_session = False
         self._stop = asyncio.Event()
         self._feed_task: asyncio.Task | None = None
         self._rate_limited = RateLimitedLog(log)
@@ -174,7 +175,10 @@ class Daemon:
         assert state is not None
         if self.journal is not None:
             self.journal.ensure_file(batch.ts_received)
-            self._journal_listings()
+            self._journal_listings(batch.ts_received)
+            if self._new_session:
+                self._new_session = False
+                self._roll_session(batch.ts_received)
         self._state_listings()
         if self.journal is not None:
             self.journal.append_batch(batch, state.next_seq())
@@ -183,7 +187,8 @@ class Daemon:
             self._report_rejects()
         self.dispatcher.publish_changes(changes, batch.trades, state.column("open_interest"))
 
-    def _journal_listings(self) -> None:
+    def _journal_listings(self, ts_received: int) -> None:
+        """Journal what was listed since the last call, in the file of `ts_received`'s day."""
         registry, journal = self.registry, self.journal
         rows, underlyings = registry.count, registry.underlying_count
         if rows == self._journaled_rows and underlyings == self._journaled_underlyings:
@@ -207,7 +212,7 @@ class Daemon:
             records["underlying_id"] = static["underlying_id"]
             records["multiplier"] = static["multiplier"]
             blocks.append((BlockKind.OPTION_LISTINGS, records))
-        journal.append_blocks(blocks, self.state.seq, time.time_ns())
+        journal.append_blocks(blocks, self.state.seq, ts_received)
         self._journaled_rows, self._journaled_underlyings = rows, underlyings
 
     def _state_listings(self) -> None:
@@ -243,9 +248,39 @@ class Daemon:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def _on_rotate(self, journal: JournalWriter) -> None:
-        # A new day's file must be self-contained: journal every listing again.
+        # A new day's file must be self-contained: journal every listing again, and the state
+        # carried into the day (`_roll_session`).
         if not journal.resumed:
             self._journaled_rows = self._journaled_underlyings = 0
+            self._new_session = True
+
+    def _roll_session(self, ts_received: int) -> None:
+        """A new trading day's journal was opened: start the day's session in the state.
+
+        The day's trade columns (volume, last trade) are cleared and published, then the
+        quotes, spots and open interest the state carries into the day are journaled at the
+        head of the new file and applied like any batch (no value changes: same timestamps).
+        Recovery from that file alone therefore rebuilds the same market columns as this
+        daemon holds, whether it ran through midnight or was restarted today.
+        """
+        state = self.state
+        self._state_listings()
+        cleared = state.reset_session()
+        if len(cleared):
+            self.dispatcher.publish_changes(cleared, None, state.column("open_interest"))
+        carry = state.session_carry(ts_received)
+        if len(carry):
+            self.journal.append_batch(carry, state.next_seq())
+            self.dispatcher.publish_changes(state.apply(carry), None, state.column("open_interest"))
+        log.info(
+            "new trading session journal=%s cleared_trades=%d carried_quotes=%d "
+            "carried_spots=%d carried_open_interest=%d",
+            self.journal.path,
+            len(cleared.trade_rows),
+            len(carry.quotes),
+            len(carry.underlyings),
+            len(carry.open_interest),
+        )
 
     def recover(self) -> int:
         """Rebuild the state from today's journal; return the number of batches replayed."""

@@ -94,6 +94,40 @@ def test_trades_accumulate_volume_and_keep_newest_last(state):
     assert row["last"] == 1.7 and row["last_size"] == 5 and row["ts_trade"] == 300
 
 
+def test_session_reset_clears_trades_only_and_carry_rebuilds_the_rest(state, shm_name, listings):
+    assert len(state.reset_session()) == 0 and state.seq == 0  # nothing traded: no seq used
+    trades = np.zeros(2, TRADE_DTYPE)
+    trades["row"], trades["price"], trades["size"], trades["ts"] = [4, 5], 1.5, 10, 100
+    spot = np.zeros(1, UNDERLYING_TICK_DTYPE)
+    spot["price"], spot["ts"] = 601.5, 50
+    interest = np.zeros(1, OPEN_INTEREST_DTYPE)
+    interest["row"], interest["open_interest"] = 6, 900
+    state.apply(TickBatch(quotes=quotes([5, 6], 1.4, 1.6, 90), trades=trades))
+    state.apply(TickBatch(underlyings=spot, open_interest=interest))
+    cleared = state.reset_session()
+    assert cleared.seq == state.seq == 3 and sorted(cleared.trade_rows) == [4, 5]
+    reader = StateReader(state.segment)
+    rows = reader.read_rows(np.array([4, 5, 6]))
+    assert list(rows["volume"]) == [0, 0, 0] and np.isnan(rows["last"]).all()
+    assert list(rows["ts_trade"]) == [0, 0, 0] and list(rows["seq"][:2]) == [3, 3]
+    assert list(rows["bid"][1:]) == [1.4, 1.4] and rows["open_interest"][2] == 900
+    carry = state.session_carry(ts_received=1_000)
+    assert list(carry.quotes["row"]) == [5, 6] and list(carry.open_interest["row"]) == [6]
+    assert carry.underlyings["price"][0] == 601.5 and len(carry.trades) == 0
+
+    fresh = MarketState.create(shm_name + "-fresh", capacity=4096, underlying_capacity=8)
+    try:
+        fresh.add_listings(*listings(), rate=0.045)
+        fresh.apply(carry)
+        rebuilt = StateReader(fresh.segment).read_rows(np.arange(ROWS, dtype=np.uint32))
+        held = reader.read_rows(np.arange(ROWS, dtype=np.uint32))
+        for column in ("bid", "ask", "bid_size", "ts_quote", "volume", "last", "open_interest"):
+            np.testing.assert_array_equal(rebuilt[column], held[column], err_msg=column)
+        assert fresh.underlying_column("spot")[0] == 601.5
+    finally:
+        fresh.close()
+
+
 def test_bad_trades_rejected(state):
     trades = np.zeros(3, TRADE_DTYPE)
     trades["row"] = [4, 4, 99999]

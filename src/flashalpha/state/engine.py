@@ -15,9 +15,12 @@ import numpy as np
 from flashalpha import _state_kernels
 from flashalpha.state.batch import TickBatch
 from flashalpha.state.layout import (
+    OPEN_INTEREST_DTYPE,
     OPTION_COLUMNS,
+    QUOTE_DTYPE,
     STATUS_BYTES,
     UNDERLYING_COLUMNS,
+    UNDERLYING_TICK_DTYPE,
     Counter,
     Group,
     RejectKind,
@@ -229,6 +232,78 @@ class MarketState:
         self._seq = seq
         kernels.publish_seq(seq)
         return changes
+
+    def reset_session(self) -> Changes:
+        """Start a new trading day: clear the day's trade columns of every row that has any.
+
+        Volume, last price, size, exchange, condition and trade time go back to "no trade
+        today" under one new sequence number (each row's `seq` too, so readers and hub clients
+        see the change); quotes, open interest and spots are kept. Returns the cleared rows as
+        `trade_rows`; when no row has traded, nothing changes and no seq is consumed.
+        """
+        count = self._count
+        columns = self._columns
+        traded = (columns["volume"][:count] > 0) | (columns["ts_trade"][:count] > 0)
+        rows = np.flatnonzero(traded).astype(np.uint32)
+        if not len(rows):
+            return Changes(self._seq)
+        seq = self._seq + 1
+        zeros = np.zeros(len(rows), np.uint64)
+        self.write_columns(
+            rows,
+            {
+                "last": np.full(len(rows), np.nan),
+                "last_size": zeros,
+                "last_exchange": zeros,
+                "last_condition": zeros,
+                "volume": zeros,
+                "ts_trade": zeros,
+                "seq": np.full(len(rows), seq, np.uint64),
+            },
+        )
+        self._seq = seq
+        self._kernels.publish_seq(seq)
+        return Changes(seq, trade_rows=rows)
+
+    def session_carry(self, ts_received: int) -> TickBatch:
+        """What a new day's journal starts from: every held quote, spot and open interest.
+
+        Replayed into an empty state after the day's listings, it rebuilds what
+        `reset_session` leaves (the exchange timestamps are the held ones, so applying it to
+        this state changes no value).
+        """
+        count, underlyings = self._count, self._underlying_count
+        columns, spots = self._columns, self._underlying_columns
+        bid, ask, ts = columns["bid"][:count], columns["ask"][:count], columns["ts_quote"][:count]
+        rows = np.flatnonzero((ts > 0) & np.isfinite(bid) & np.isfinite(ask))
+        quotes = np.zeros(len(rows), QUOTE_DTYPE)
+        quotes["row"] = rows
+        for field_name, column in (
+            ("bid", "bid"),
+            ("ask", "ask"),
+            ("bid_size", "bid_size"),
+            ("ask_size", "ask_size"),
+            ("bid_exchange", "bid_exchange"),
+            ("ask_exchange", "ask_exchange"),
+            ("ts", "ts_quote"),
+        ):
+            quotes[field_name] = columns[column][rows]
+        spot, ts_spot = spots["spot"][:underlyings], spots["ts_spot"][:underlyings]
+        ids = np.flatnonzero((ts_spot > 0) & np.isfinite(spot))
+        ticks = np.zeros(len(ids), UNDERLYING_TICK_DTYPE)
+        ticks["underlying"], ticks["price"], ticks["ts"] = ids, spot[ids], ts_spot[ids]
+        held = np.flatnonzero(columns["open_interest"][:count] > 0)
+        open_interest = np.zeros(len(held), OPEN_INTEREST_DTYPE)
+        open_interest["row"] = held
+        open_interest["open_interest"] = columns["open_interest"][held]
+        open_interest["ts"] = ts_received
+        return TickBatch(
+            quotes=quotes,
+            underlyings=ticks,
+            open_interest=open_interest,
+            source="session-carry",
+            ts_received=ts_received,
+        )
 
     def _run(self, kernel, records: np.ndarray, seq: int) -> np.ndarray:
         changed = (
