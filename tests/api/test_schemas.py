@@ -66,7 +66,8 @@ def test_underlying_rows():
     records["rate"] = 0.045
     records["div_yield"] = [0.012, np.nan]
     records["seq"] = [4, 0]
-    rows = underlying_rows(records, np.array([8022, 24084]))
+    records["contracts"] = [8022, 24084]
+    rows = underlying_rows(records)
     assert rows == [
         {
             "symbol": "SPY",

@@ -308,10 +308,8 @@ class MarketHub:
         self._chain_mask = np.zeros(segment.layout.underlying_capacity, bool)
         self._contract_keys = _EMPTY
         self._tokens: dict[str, tuple[str, float]] = {}
-        self._counts = np.zeros(0, np.int64)
         self._snapshots: dict[str, Snapshot] = {}
         self._greeks_written = 0
-        self._counts_at = (-1, -1)
         self._rows: list[np.ndarray] = []
         self._greeks: list[np.ndarray] = []
         self._uids: list[np.ndarray] = []
@@ -520,18 +518,7 @@ class MarketHub:
         return payload
 
     def _underlying(self, uid: int) -> list[dict]:
-        counts = self.contract_counts()
-        return underlying_rows(self.reader.read_underlyings()[uid : uid + 1], counts[uid : uid + 1])
-
-    def contract_counts(self) -> np.ndarray:
-        """Listed option rows per underlying id (recounted only when rows were listed)."""
-        reader = self.reader
-        count, underlyings = reader.count, reader.underlying_count
-        if self._counts_at != (count, underlyings):
-            ids = self._row_underlying[:count]
-            self._counts = np.bincount(ids, minlength=underlyings)[:underlyings]
-            self._counts_at = (count, underlyings)
-        return self._counts
+        return underlying_rows(self.reader.read_underlyings()[uid : uid + 1])
 
     # -- the push path --------------------------------------------------------------------------
 
@@ -593,10 +580,8 @@ class MarketHub:
         greek_rows = np.isin(rows, greeks) if len(greeks) else np.zeros(len(rows), bool)
         underlyings = reader.read_underlyings()
 
-        counts = self.contract_counts()
-
         def underlying(uid: int) -> dict:
-            return underlying_rows(underlyings[uid : uid + 1], counts[uid : uid + 1])[0]
+            return underlying_rows(underlyings[uid : uid + 1])[0]
 
         if self._chains:
             row_uids = records["underlying_id"]

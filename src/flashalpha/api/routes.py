@@ -116,7 +116,7 @@ def health(state: State) -> Health:
 )
 def underlyings(state: State) -> Response[list[UnderlyingRow]]:
     hub = state.hub
-    return _json(underlying_rows(hub.reader.read_underlyings(), hub.contract_counts()))
+    return _json(underlying_rows(hub.reader.read_underlyings()))
 
 
 @get(

@@ -137,13 +137,9 @@ def _nan_to_none(value: float) -> float | None:
     return None if value != value else value
 
 
-def underlying_rows(records: np.ndarray, contracts: np.ndarray | None = None) -> list[dict]:
-    """Turn `UNDERLYING_ROW_DTYPE` records into public underlying rows (JSON-ready dicts).
-
-    `contracts` (listed option rows per record) replaces the records' own `contracts` column.
-    """
+def underlying_rows(records: np.ndarray) -> list[dict]:
+    """Turn `UNDERLYING_ROW_DTYPE` records into public underlying rows (JSON-ready dicts)."""
     symbols = np.char.decode(records["symbol"], "ascii").tolist()
-    counts = records["contracts"] if contracts is None else contracts
     return [
         {
             "symbol": symbol,
@@ -162,7 +158,7 @@ def underlying_rows(records: np.ndarray, contracts: np.ndarray | None = None) ->
             records["rate"].tolist(),
             records["div_yield"].tolist(),
             records["style"].tolist(),
-            np.asarray(counts).tolist(),
+            records["contracts"].tolist(),
             records["seq"].tolist(),
             strict=True,
         )
