@@ -19,6 +19,11 @@ extensions = [
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
         extra_compile_args=["-O3", "-Wall", "-Wno-unused-function", "-Wno-unreachable-code"],
     ),
+    Extension(
+        "flashalpha._thetadata_scan",
+        ["cython/flashalpha/_thetadata_scan.pyx"],
+        extra_compile_args=["-O3", "-Wall", "-Wno-unused-function", "-Wno-unreachable-code"],
+    ),
 ]
 
 setup(

@@ -341,6 +341,15 @@ class ContractResolver:
     def __len__(self) -> int:
         return len(self._rows)
 
+    @property
+    def cache(self) -> dict[Hashable, int]:
+        """The cache itself: key -> row, negative for a rejected key. Read it, never write it.
+
+        For decoders that look keys up in bulk (the compiled ThetaData scanner); what they
+        miss goes through `rows`, which parses, registers and rejects.
+        """
+        return self._rows
+
     def rows(self, keys: Sequence[Hashable] | Iterable[Hashable], count: int) -> np.ndarray:
         """Rows (int64) of `count` keys; -1 for rejected ones."""
         rows = np.fromiter(map(self._rows.get, keys, itertools.repeat(-1)), np.int64, count)

@@ -31,12 +31,12 @@ import logging
 import time
 import urllib.parse
 from collections.abc import Callable
-from operator import attrgetter
 from typing import Annotated, Any, Literal
 
 import msgspec
 import numpy as np
 
+from flashalpha import _thetadata_scan
 from flashalpha.feeds.base import (
     AuthError,
     FeedError,
@@ -147,47 +147,6 @@ _MESSAGES = msgspec.json.Decoder(list[ThetaMessage])
 _MESSAGE = msgspec.json.Decoder(ThetaMessage)
 _ENCODER = msgspec.json.Encoder()
 
-_QUOTE_FIELDS = attrgetter(
-    "quote.bid",
-    "quote.ask",
-    "quote.bid_size",
-    "quote.ask_size",
-    "quote.bid_exchange",
-    "quote.ask_exchange",
-    "quote.ms_of_day",
-    "quote.date",
-)
-_QUOTE_ROW = np.dtype(
-    [
-        ("bid", "f8"),
-        ("ask", "f8"),
-        ("bid_size", "u4"),
-        ("ask_size", "u4"),
-        ("bid_exchange", "i8"),
-        ("ask_exchange", "i8"),
-        ("ms", "i8"),
-        ("date", "i8"),
-    ]
-)
-_TRADE_FIELDS = attrgetter(
-    "trade.price",
-    "trade.size",
-    "trade.exchange",
-    "trade.condition",
-    "trade.ms_of_day",
-    "trade.date",
-)
-_TRADE_ROW = np.dtype(
-    [
-        ("price", "f8"),
-        ("size", "u4"),
-        ("exchange", "i8"),
-        ("condition", "i8"),
-        ("ms", "i8"),
-        ("date", "i8"),
-    ]
-)
-_CONTRACT = attrgetter("contract")
 _CONTRACT_BLOCK = msgspec.json.Decoder(ThetaContract | None)
 
 
@@ -218,11 +177,44 @@ def parse_contract(contract: ThetaContract | bytes | None) -> OptionContract:
 # --- decoding + normalization --------------------------------------------------------------
 
 
+#: One quote or trade as the scanner (`_thetadata_scan.EventRecord`) and the msgspec path fill
+#: it: a quote's bid, ask, bid_size, ask_size, bid_exchange, ask_exchange are price, ask, size,
+#: ask_size, exchange, code; a trade's price, size, exchange, condition are price, size,
+#: exchange, code. Prices in dollars; codes ThetaData's; ms_of_day and date (YYYYMMDD) as sent.
+EVENT_DTYPE = np.dtype(
+    [
+        ("row", "i8"),
+        ("price", "f8"),
+        ("ask", "f8"),
+        ("size", "i8"),
+        ("ask_size", "i8"),
+        ("exchange", "i8"),
+        ("code", "i8"),
+        ("ms_of_day", "i8"),
+        ("date", "i8"),
+    ]
+)
+if EVENT_DTYPE.itemsize != _thetadata_scan.record_size():  # pragma: no cover
+    raise ImportError("flashalpha._thetadata_scan is stale: rebuild it (make install)")
+
+_KIND_DEFERRED = _thetadata_scan.KIND_DEFERRED
+_KIND_QUOTE = _thetadata_scan.KIND_QUOTE
+_KIND_TRADE = _thetadata_scan.KIND_TRADE
+_KIND_OHLC = _thetadata_scan.KIND_OHLC
+#: Exchange and condition codes are unbounded ints on the wire; beyond the tables they are all
+#: unknown, so the msgspec path clips them to fit the int64 column.
+_CODE_LIMIT = 2**63 - 1
+
+
 class ThetaDecoder:
     """Stream messages (one JSON object each) into a `TickBatch` plus the control messages.
 
-    A burst of messages is decoded in one msgspec call (joined into one JSON array); if that
-    fails, message by message, rejecting and counting the bad ones (`RejectKind.MALFORMED`).
+    A burst is scanned in one call by a compiled scanner (`flashalpha._thetadata_scan`) that
+    reads QUOTE, TRADE and OHLC messages of the Terminal's shape straight into records. Every
+    frame it does not take (control messages, anything unusual or malformed) is decoded by
+    msgspec into the `ThetaMessage` structs, which accept it or reject and count it
+    (`RejectKind.MALFORMED`, naming the value). Contract blocks key the resolver's cache by
+    their exact bytes; a block not seen yet is parsed, registered or rejected there.
     """
 
     def __init__(self, registry: InstrumentRegistry, reject: RejectSink, source: str = "thetadata"):
@@ -234,38 +226,88 @@ class ThetaDecoder:
 
     def decode(self, frames: list[bytes | str], received_ns: int) -> tuple[TickBatch, list]:
         """Return the batch and the STATUS / REQ_RESPONSE messages, in order."""
-        messages = self._messages(frames)
-        quotes, trades, control = [], [], []
-        for message in messages:
-            kind = message.header.type
-            if kind == "QUOTE" and message.quote is not None:
-                quotes.append(message)
-            elif kind == "TRADE" and message.trade is not None:
-                trades.append(message)
-            elif kind == "OHLC":
-                self.ohlc += 1
-            elif kind in ("STATUS", "REQ_RESPONSE"):
-                control.append(message)
-            else:
-                self._malformed(f"unknown or incomplete message of type {kind!r}")
+        frames = frames if isinstance(frames, list) else list(frames)
+        n = len(frames)
+        events = np.empty(n, EVENT_DTYPE)
+        kinds = np.empty(n, np.uint8)
+        missing_at, missing_keys = _thetadata_scan.scan_messages(
+            frames, self.resolver.cache, events, kinds
+        )
+        control: list[ThetaMessage] = []
+        deferred = np.flatnonzero(kinds == _KIND_DEFERRED)
+        if len(deferred):
+            for index, key in self._decode_deferred(
+                frames, deferred.tolist(), events, kinds, control
+            ):
+                missing_at.append(index)
+                missing_keys.append(key)
+        if missing_keys:
+            events["row"][missing_at] = self.resolver.rows(missing_keys, len(missing_keys))
+        self.ohlc += int(np.count_nonzero(kinds == _KIND_OHLC))
+        is_quote = kinds == _KIND_QUOTE
+        is_trade = kinds == _KIND_TRADE
         batch = TickBatch(
-            quotes=self._quotes(quotes) if quotes else TickBatch.empty().quotes,
-            trades=self._trades(trades) if trades else TickBatch.empty().trades,
+            quotes=self._quotes(events[is_quote]) if is_quote.any() else TickBatch.empty().quotes,
+            trades=self._trades(events[is_trade]) if is_trade.any() else TickBatch.empty().trades,
             source=self.source,
             ts_received=received_ns,
         )
         return batch, control
 
-    def _messages(self, frames: list[bytes | str]) -> list[ThetaMessage]:
-        encoded = [f.encode() if isinstance(f, str) else f for f in frames]
-        try:
-            return _MESSAGES.decode(b"[" + b",".join(encoded) + b"]")
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            pass
-        messages = []
-        for frame in encoded:
+    def _decode_deferred(
+        self,
+        frames: list[bytes | str],
+        at: list[int],
+        events: np.ndarray,
+        kinds: np.ndarray,
+        control: list[ThetaMessage],
+    ) -> list[tuple[int, bytes]]:
+        """Decode the frames the scanner left (`at`) into `events` / `control` with msgspec.
+
+        Returns (index, contract block) of the quotes and trades among them (rows to resolve).
+        """
+        keys = []
+        for index, message in self._messages(frames, at):
+            kind = message.header.type
+            if kind == "QUOTE" and message.quote is not None:
+                q = message.quote
+                events[index] = (
+                    -1, q.bid, q.ask, q.bid_size, q.ask_size,
+                    min(q.bid_exchange, _CODE_LIMIT), min(q.ask_exchange, _CODE_LIMIT),
+                    q.ms_of_day, q.date,
+                )  # fmt: skip
+                kinds[index] = _KIND_QUOTE
+                keys.append((index, bytes(message.contract)))
+            elif kind == "TRADE" and message.trade is not None:
+                t = message.trade
+                events[index] = (
+                    -1, t.price, 0.0, t.size, 0,
+                    min(t.exchange, _CODE_LIMIT), min(t.condition, _CODE_LIMIT),
+                    t.ms_of_day, t.date,
+                )  # fmt: skip
+                kinds[index] = _KIND_TRADE
+                keys.append((index, bytes(message.contract)))
+            elif kind == "OHLC":
+                kinds[index] = _KIND_OHLC
+            elif kind in ("STATUS", "REQ_RESPONSE"):
+                control.append(message)
+            else:
+                self._malformed(f"unknown or incomplete message of type {kind!r}")
+        return keys
+
+    def _messages(self, frames: list[bytes | str], at: list[int]) -> list[tuple[int, ThetaMessage]]:
+        """(index, message) of the frames at `at`: in one msgspec call, else one by one."""
+        encoded = [f.encode() if isinstance(f, str) else f for f in map(frames.__getitem__, at)]
+        if len(encoded) > 1:
             try:
-                messages.append(_MESSAGE.decode(frame))
+                joined = b"[" + b",".join(encoded) + b"]"
+                return list(zip(at, _MESSAGES.decode(joined), strict=True))
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                pass
+        messages = []
+        for index, frame in zip(at, encoded, strict=True):
+            try:
+                messages.append((index, _MESSAGE.decode(frame)))
             except (msgspec.DecodeError, msgspec.ValidationError) as error:
                 self._malformed(f"message rejected ({error}): {_excerpt(frame)}")
         return messages
@@ -274,49 +316,44 @@ class ThetaDecoder:
         self.decode_errors += 1
         self.reject(RejectKind.MALFORMED, f"{self.source}: {message}", 1)
 
-    def _times(self, fields: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _times(self, events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """UTC ns of (date, ms_of_day), and the mask of events whose date is a real date."""
-        ok = valid_dates(fields["date"])
+        dates = events["date"]
+        ok = valid_dates(dates)
         if not ok.all():
             bad = int((~ok).sum())
-            first = int(fields["date"][~ok][0])
+            first = int(dates[~ok][0])
             self.decode_errors += bad
             self.reject(
                 RejectKind.MALFORMED,
                 f"{self.source}: date {first} is not a calendar date YYYYMMDD ({bad} events)",
                 bad,
             )
-        ts = np.zeros(len(fields), np.uint64)
-        ts[ok] = eastern_to_utc_ns(fields["date"][ok], fields["ms"][ok])
+        ts = np.zeros(len(events), np.uint64)
+        ts[ok] = eastern_to_utc_ns(dates[ok], events["ms_of_day"][ok])
         return ts, ok
 
-    def _quotes(self, messages: list[ThetaMessage]) -> np.ndarray:
-        n = len(messages)
-        rows = self.resolver.rows(list(map(bytes, map(_CONTRACT, messages))), n)
-        fields = np.fromiter(map(_QUOTE_FIELDS, messages), _QUOTE_ROW, n)
-        ts, ok = self._times(fields)
+    def _quotes(self, events: np.ndarray) -> np.ndarray:
+        ts, ok = self._times(events)
         return build_quotes(
-            np.where(ok, rows, -1),
-            fields["bid"],
-            fields["ask"],
-            fields["bid_size"],
-            fields["ask_size"],
-            map_codes(THETADATA_EXCHANGES, fields["bid_exchange"]),
-            map_codes(THETADATA_EXCHANGES, fields["ask_exchange"]),
+            np.where(ok, events["row"], -1),
+            events["price"],
+            events["ask"],
+            events["size"],
+            events["ask_size"],
+            map_codes(THETADATA_EXCHANGES, events["exchange"]),
+            map_codes(THETADATA_EXCHANGES, events["code"]),
             ts,
         )
 
-    def _trades(self, messages: list[ThetaMessage]) -> np.ndarray:
-        n = len(messages)
-        rows = self.resolver.rows(list(map(bytes, map(_CONTRACT, messages))), n)
-        fields = np.fromiter(map(_TRADE_FIELDS, messages), _TRADE_ROW, n)
-        ts, ok = self._times(fields)
+    def _trades(self, events: np.ndarray) -> np.ndarray:
+        ts, ok = self._times(events)
         return build_trades(
-            np.where(ok, rows, -1),
-            fields["price"],
-            fields["size"],
-            map_codes(THETADATA_EXCHANGES, fields["exchange"]),
-            map_codes(THETADATA_CONDITIONS, fields["condition"]),
+            np.where(ok, events["row"], -1),
+            events["price"],
+            events["size"],
+            map_codes(THETADATA_EXCHANGES, events["exchange"]),
+            map_codes(THETADATA_CONDITIONS, events["code"]),
             ts,
         )
 
