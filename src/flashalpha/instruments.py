@@ -43,11 +43,14 @@ from flashalpha.state.layout import (
 )
 
 __all__ = [
+    "AM_SETTLED_ROOTS",
+    "AM_SETTLEMENT_LEAD_NS",
     "EUROPEAN_UNDERLYINGS",
     "ROOT_UNDERLYINGS",
     "InstrumentRegistry",
     "OptionContract",
     "RegistryFullError",
+    "am_settled",
     "default_style",
     "parse_compact",
     "parse_osi",
@@ -77,6 +80,25 @@ EUROPEAN_UNDERLYINGS: Final = frozenset(
         "MXEA",
     }
 )
+
+#: Roots whose options settle a.m.: on a settlement value computed from the opening prints of
+#: the expiry date (SPX's Special Opening Quotation), so they stop trading the day before and
+#: their expiry instant is 09:30 New York, not the 16:00 close. The standard monthly index
+#: series; their p.m.-settled siblings (SPXW, NDXP, RUTW) and XSP are absent. VIX options,
+#: weeklies included, settle on the VRO, also from the opening.
+AM_SETTLED_ROOTS: Final = frozenset({"SPX", "NDX", "RUT", "DJX", "VIX", "VIXW"})
+#: From an a.m. settlement (09:30) to the close (16:00) of the same New York day, in ns: the
+#: same on daylight-saving days, whose shifts happen at 02:00.
+AM_SETTLEMENT_LEAD_NS: Final = (6 * 3600 + 30 * 60) * 1_000_000_000
+_AM_ROOT_FIELDS = np.array([root.ljust(6).encode("ascii") for root in AM_SETTLED_ROOTS], "S6")
+
+
+def am_settled(osi_symbols: np.ndarray) -> np.ndarray:
+    """True for each OSI symbol (``S21`` bytes, as the registry and the state hold them) whose
+    root settles a.m. (`AM_SETTLED_ROOTS`)."""
+    roots = np.asarray(osi_symbols, f"S{OSI_WIDTH}").astype("S6")  # the space-padded root
+    return np.isin(roots, _AM_ROOT_FIELDS)
+
 
 #: Alternate roots listed on an index whose ticker differs from the root (weeklies, PM-settled).
 ROOT_UNDERLYINGS: Final[Mapping[str, str]] = {

@@ -87,3 +87,42 @@ def test_gather_copies_inputs_out_of_shared_memory(market_state):
     strike = float(by_slice["strike"][0])
     state.write_columns(np.array([2], np.uint32), {"strike": np.array([999.0])})
     assert by_slice["strike"][0] == strike
+
+
+def test_am_settled_series_expire_at_the_opening(market_state):
+    """SPX monthlies settle on the expiry day's opening prices; SPXW and SPY at the close."""
+    state = market_state
+    expiry = days(dt.date(2026, 12, 18))  # a third Friday, EST
+    roots = ["SPX   ", "SPXW  ", "SPY   ", "VIX   "]
+    state.add_listings(
+        {
+            "osi": np.array([f"{root}261218C06000000".encode() for root in roots]),
+            "underlying_id": np.array([0, 0, 1, 2], np.uint32),
+            "expiry": np.full(4, expiry, np.int32),
+            "strike": np.full(4, 6000.0),
+            "right": np.ones(4, np.uint8),
+            "style": np.array([1, 1, 0, 1], np.uint8),
+            "multiplier": np.full(4, 100, np.float32),
+        },
+        {
+            "symbol": np.array([b"SPX", b"SPY", b"VIX"]),
+            "style": np.array([1, 0, 1], np.uint8),
+            "div_yield": np.zeros(3),
+        },
+        rate=0.04,
+    )
+    clock = ExpiryClock()
+    assert clock.am_settled(state).tolist() == [True, False, False, True]
+    now = utc_ns(2026, 12, 17, 21)  # Thursday's close: the SPX monthly's last trading day
+    years = gather_inputs(state, slice(0, 4), now, clock, RateCurve())["years"]
+    opening, close = utc_ns(2026, 12, 18, 14, 30), utc_ns(2026, 12, 18, 21)
+    assert years.tolist() == [
+        (opening - now) / NS_PER_YEAR,
+        (close - now) / NS_PER_YEAR,
+        (close - now) / NS_PER_YEAR,
+        (opening - now) / NS_PER_YEAR,
+    ]
+    # On the expiry day, between the opening and the close, only the a.m. series has expired.
+    midday = gather_inputs(state, np.arange(4, dtype=np.uint32), utc_ns(2026, 12, 18, 17), clock,
+                           RateCurve())["years"]  # fmt: skip
+    assert midday[0] == midday[3] == 0.0 and midday[1] == midday[2] > 0

@@ -19,8 +19,12 @@ RATE = 0.045
 
 
 @pytest.fixture(scope="module")
-def market():
-    registry = InstrumentRegistry(capacity=200_000)
+def registry():
+    return InstrumentRegistry(capacity=200_000)
+
+
+@pytest.fixture(scope="module")
+def market(registry):
     universe = build_universe("demo", registry, TRADING_DATE, seed=0)
     return SyntheticMarket(universe, registry, rate=RATE, seed=0)
 
@@ -87,6 +91,25 @@ def test_zero_dte_quotes_an_hour_before_the_close_stay_sane(market):
     assert np.all(quotes["ask"][deep] - quotes["bid"][deep] < 1.5)
     otm_deep = deep & (quotes["bid"] == 0)
     assert np.all(quotes["ask"][otm_deep] <= 0.05)
+
+
+def test_am_settled_series_expire_at_the_opening(market, registry):
+    """SPX monthlies expire at 09:30 New York on their expiry date, SPXW at 16:00: the same
+    instants the pricing fleet uses (compute.inputs), so the demo's vols come back exactly."""
+    roots = registry.osi_symbols[market.rows].astype("S6")
+    seconds = (market.expiry_ns // 10**9) % 86_400  # UTC seconds of day; March 2026 is EST/EDT
+    day = market.expiry_ns // (86_400 * 10**9)
+    for root, hour_ny in ((b"SPX   ", 9.5), (b"SPXW  ", 16.0), (b"SPY   ", 16.0)):
+        chosen = roots == root
+        assert chosen.any(), root
+        for offset in np.unique(seconds[chosen] / 3600 - hour_ny):
+            assert offset in (4.0, 5.0), (root, offset)  # EDT or EST
+    spx, spxw = np.flatnonzero(roots == b"SPX   "), np.flatnonzero(roots == b"SPXW  ")
+    shared = np.intersect1d(day[spx], day[spxw])
+    assert len(shared)  # third Fridays list both series
+    same_day = day[spx] == shared[0]
+    gap = market.expiry_ns[spxw][day[spxw] == shared[0]][0] - market.expiry_ns[spx][same_day][0]
+    assert gap == (6 * 3600 + 30 * 60) * 10**9
 
 
 def test_spreads_widen_with_price_and_illiquidity(market, all_quotes):

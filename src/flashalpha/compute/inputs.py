@@ -1,7 +1,8 @@
 """What a worker needs to price a row, read from the state: years to expiry, rates, spots.
 
 Years are ACT/365 from now to the expiry instant, 16:00 New York time on the expiry date
-(daylight saving handled by the tz database), and never negative. The rate of a row is the
+(daylight saving handled by the tz database), or 09:30 for the a.m.-settled index series
+(`instruments.AM_SETTLED_ROOTS`: SPX monthlies, not SPXW), and never negative. The rate of a row is the
 configured curve interpolated at its years (flat beyond the ends), or without a curve the
 underlying's `rate` column (the configured flat rate). Dividend yields are the underlying's
 `div_yield` column.
@@ -15,6 +16,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from flashalpha.compute.protocol import INPUT_COLUMNS
+from flashalpha.instruments import AM_SETTLEMENT_LEAD_NS, am_settled
 from flashalpha.state.engine import MarketState
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -31,11 +33,21 @@ def expiry_close_ns(days: int) -> int:
 
 
 class ExpiryClock:
-    """Years to expiry for arrays of expiry days, through a table of close instants."""
+    """Years to expiry for arrays of expiry days, through a table of close instants, and which
+    rows settle a.m. (derived from their OSI roots once, as rows are listed)."""
 
     def __init__(self) -> None:
         self._first = 0
         self._close = np.empty(0, np.int64)
+        self._am = np.zeros(0, bool)
+
+    def am_settled(self, state: MarketState) -> np.ndarray:
+        """Per option row of `state`: does it settle a.m.? (Listed rows never change.)"""
+        count = state.count
+        if len(self._am) < count:
+            fresh = am_settled(state.column("osi")[len(self._am) : count])
+            self._am = np.concatenate([self._am, fresh])
+        return self._am[:count]
 
     def close_ns(self, expiry_days: np.ndarray) -> np.ndarray:
         """Close instant (ns) of each expiry day."""
@@ -53,9 +65,14 @@ class ExpiryClock:
         self._close = np.array([expiry_close_ns(d) for d in range(low, high + 1)], np.int64)
         self._first = low
 
-    def years(self, expiry_days: np.ndarray, now_ns: int) -> np.ndarray:
-        """ACT/365 years from `now_ns` to each expiry's close, floored at 0."""
+    def years(
+        self, expiry_days: np.ndarray, now_ns: int, am: np.ndarray | None = None
+    ) -> np.ndarray:
+        """ACT/365 years from `now_ns` to each expiry instant, floored at 0: the close, or the
+        opening where `am` (a.m. settlement) is True."""
         remaining = self.close_ns(expiry_days) - np.int64(now_ns)
+        if am is not None:
+            remaining = remaining - am * np.int64(AM_SETTLEMENT_LEAD_NS)
         return np.maximum(remaining, 0).astype(np.float64) / NS_PER_YEAR
 
 
@@ -100,7 +117,7 @@ def gather_inputs(
     column = state.column
     uid = column("underlying_id")[rows]
     expiry = column("expiry")[rows]
-    years = clock.years(expiry, now_ns)
+    years = clock.years(expiry, now_ns, clock.am_settled(state)[rows])
     rates = curve.rates(years)
     if rates is None:
         rates = state.underlying_column("rate")[uid]

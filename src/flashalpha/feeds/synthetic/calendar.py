@@ -8,7 +8,8 @@ month's standard SPX expiry). Only weekends are skipped: exchange holidays are n
 
 Expiries are numpy ``datetime64[D]`` arrays; every function returns sorted, distinct dates on or
 after the trading date. An option's expiry instant is 16:00 New York time on its expiry date
-(`expiry_close_ns`), whatever its settlement style: simple, and what the pricing assumes.
+(`expiry_close_ns`), or the 09:30 opening for the a.m.-settled roots
+(`flashalpha.instruments.AM_SETTLED_ROOTS`: SPX monthlies, VIX), as the pricing assumes.
 """
 
 from __future__ import annotations

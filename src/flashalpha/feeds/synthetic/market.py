@@ -26,7 +26,7 @@ import numpy as np
 
 from flashalpha.feeds.synthetic import calendar, codes, smile
 from flashalpha.feeds.synthetic.universe import Universe
-from flashalpha.instruments import InstrumentRegistry
+from flashalpha.instruments import AM_SETTLEMENT_LEAD_NS, InstrumentRegistry, am_settled
 from flashalpha.pricing import bsm_price
 from flashalpha.state.layout import (
     OPEN_INTEREST_DTYPE,
@@ -96,7 +96,10 @@ class SyntheticMarket:
         self.row_underlying = universe.row_underlying
         self.strike = registry.strikes[rows]
         expiry_days = registry.expiry_days[rows]
-        self.expiry_ns = calendar.expiry_close_ns(expiry_days)
+        #: Each contract's expiry instant: the close, or the opening for a.m.-settled roots.
+        self.expiry_ns = calendar.expiry_close_ns(expiry_days) - np.where(
+            am_settled(registry.osi_symbols[rows]), AM_SETTLEMENT_LEAD_NS, 0
+        )
         self.is_call = registry.rights[rows] == Right.CALL
         self.american = registry.styles[rows] == ExerciseStyle.AMERICAN
         self.spot = universe.spot.copy()
