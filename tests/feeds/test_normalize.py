@@ -123,6 +123,12 @@ class TestEasternTime:
             True,
         ]
 
+    @pytest.mark.parametrize("date", [20260231, 20240229, 20250229, 20261301, 20260101, 0])
+    def test_a_burst_of_one_date_is_checked_like_each_date(self, date):
+        one = valid_dates(np.array([date]))[0]
+        assert valid_dates(np.full(5, date)).tolist() == [one] * 5
+        assert valid_dates(np.full((2, 3), date)).tolist() == [[one] * 3] * 2
+
 
 class TestContractResolver:
     def test_registers_parseable_and_rejects_the_rest(self):

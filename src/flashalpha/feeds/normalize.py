@@ -297,6 +297,9 @@ def _eastern_day_checked(yyyymmdd: int) -> tuple[int, int, int]:
 def valid_dates(dates: np.ndarray) -> np.ndarray:
     """Mask of YYYYMMDD integers that are plausible calendar dates (1970-2099)."""
     dates = np.asarray(dates, np.int64)
+    if dates.size > 1 and (dates == dates.flat[0]).all():
+        # A live burst is usually of one trading day: check it once.
+        return np.full(dates.shape, valid_dates(dates.flat[:1])[0])
     year, month, day = dates // 10_000, dates // 100 % 100, dates % 100
     ok = (year >= 1970) & (year <= 2099) & (month >= 1) & (month <= 12) & (day >= 1)
     days_in_month = np.array([0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
