@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--workers", type=int, metavar="N", help="local pricing workers")
     run.add_argument("--http", type=_host_port, metavar="HOST:PORT", help="HTTP listen address")
-    run.add_argument("--data-dir", metavar="DIR", help="data directory (journal, database)")
+    run.add_argument("--data-dir", metavar="DIR", help="data directory (the daily journal files)")
     run.add_argument("--seed", type=int, help="synthetic market seed")
     run.add_argument(
         "--events-per-second", type=float, metavar="N", help="synthetic market event rate"
