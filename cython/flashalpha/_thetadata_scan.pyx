@@ -41,12 +41,13 @@ KIND_QUOTE = QUOTE
 KIND_TRADE = TRADE
 KIND_OHLC = OHLC
 
-# Limits of the msgspec types in feeds.thetadata (Size, Code, MsOfDay, Date).
+# What the scanner itself reads (anything beyond is deferred).
 cdef enum:
-    MAX_DEPTH = 16
+    MAX_DEPTH = 16  # nesting of skipped values
     MAX_DIGITS = 18  # an int64 holds every 18-digit number
     MAX_NUMBER_TEXT = 64
 
+# Limits of the msgspec types in feeds.thetadata (Size, MsOfDay, Date), and of plain ints.
 cdef int64_t SIZE_MAX_VALUE = 4_294_967_295
 cdef int64_t MS_OF_DAY_END = 86_400_000 + 3_600_000
 cdef int64_t DATE_MIN = 19700101
