@@ -33,6 +33,17 @@ def test_batches_are_cut_at_the_limit_in_arrival_order():
     assert queue.pending() == 0
 
 
+def test_pending_counts_a_row_both_hot_and_ahead_of_the_sweep_once():
+    queue = RepricingQueue(100, sweep_interval=10)
+    queue.mark(rows(1, 2, 50), S)
+    assert queue.maybe_start_sweep(10, S)  # rows 0..9: 1 and 2 are also hot
+    assert queue.pending() == 11  # 0..9 and 50
+    queue.take(3, S)  # the hot rows go first
+    assert queue.pending() == 10
+    queue.take(4, S)  # then the sweep, from its cursor
+    assert queue.pending() == 6
+
+
 def test_lag_is_the_oldest_stale_row_until_it_is_priced():
     queue = RepricingQueue(100, sweep_interval=10)
     queue.mark(rows(1), 1 * S)

@@ -138,9 +138,15 @@ class RepricingQueue:
         return self.sweep_active and self.sweep_cursor < self.sweep_end
 
     def pending(self) -> int:
-        """Rows waiting to be cut into a batch."""
-        sweep = self.sweep_end - self.sweep_cursor if self.sweep_active else 0
-        return self.hot_rows + sweep
+        """Distinct rows waiting to be cut into a batch (hot, or ahead of the sweep's cursor).
+
+        A row both queued hot and ahead of the cursor is counted once (it will be cut twice:
+        the sweep slice does not skip it). Costs a pass over the sweep's remaining flags.
+        """
+        if not self.sweep_active or self.sweep_cursor >= self.sweep_end:
+            return self.hot_rows
+        ahead = self.queued[self.sweep_cursor : self.sweep_end]
+        return self.hot_rows + len(ahead) - int(np.count_nonzero(ahead))
 
     # -- cutting batches ---------------------------------------------------------------------
 
