@@ -36,6 +36,8 @@ from numba import prange
 
 from flashalpha.pricing._arrays import flat_inputs, shaped
 from flashalpha.pricing._jit import kernel
+from flashalpha.pricing.implied_vol_batch import WORK_ROWS as BATCH_WORK_ROWS
+from flashalpha.pricing.implied_vol_batch import black_and_vega, black_and_vega_into
 from flashalpha.pricing.normal import erfcx, norm_cdf, norm_inv
 from flashalpha.pricing.normalized_black import (
     normalized_black_and_vega,
@@ -114,21 +116,44 @@ def _upper_map(x: float, s: float) -> tuple[float, float, float]:
 
 
 @kernel
-def normalized_implied_deviation(beta: float, gap: float, x: float) -> tuple[float, int]:
-    """s with b(x, s) = beta for an out-of-the-money call (x ≤ 0, 0 < beta < e^(x/2)).
-
-    `gap` is e^(x/2) - beta, passed in because the caller computes it from prices in dollars
-    more accurately than the subtraction here could. Returns (s, Householder steps taken).
-    """
-    # The guess needs no more than ~1e-3 relative accuracy: b_max - b is subtracted here.
+def _initial_guess(beta: float, gap: float, x: float) -> tuple[float, int, float, float]:
+    """(s, branch, s_left, s_right): the rational guess for b(x, s) = beta, the branch (which
+    objective the Householder steps use) and the bracket the guess established."""
     b_max = math.exp(0.5 * x)
     s_c = math.sqrt(-2.0 * x)
-    b_c, v_c = normalized_black_and_vega(x, s_c)
+    b_c, v_c = black_and_vega(x, b_max, s_c)
+    s_side = _tangent_point(beta, b_max, s_c, b_c, v_c)
+    b_side, v_side = black_and_vega(x, b_max, s_side)
+    return _guess_from_points(beta, gap, x, b_max, s_c, b_c, v_c, s_side, b_side, v_side)
+
+
+@kernel
+def _tangent_point(beta: float, b_max: float, s_c: float, b_c: float, v_c: float) -> float:
+    """s_l (beta < b_c) or s_u: where the tangent at the inflection point meets 0 or b_max."""
+    if beta < b_c:
+        return s_c - b_c / v_c
+    return s_c + (b_max - b_c) / v_c
+
+
+@kernel
+def _guess_from_points(
+    beta: float,
+    gap: float,
+    x: float,
+    b_max: float,
+    s_c: float,
+    b_c: float,
+    v_c: float,
+    s_side: float,
+    b_side: float,
+    v_side: float,
+) -> tuple[float, int, float, float]:
+    """`_initial_guess` given b and vega at s_c and at the tangent point `s_side`."""
+    # The guess needs no more than ~1e-3 relative accuracy: b_max - b is subtracted here.
     s_left = 0.0
     s_right = math.inf
     if beta < b_c:
-        s_l = s_c - b_c / v_c
-        b_l, v_l = normalized_black_and_vega(x, s_l)
+        s_l, b_l, v_l = s_side, b_side, v_side
         if beta < b_l:
             branch = _LOWER
             f_l, fp_l, fpp_l = _lower_map(x, s_l)
@@ -148,8 +173,7 @@ def normalized_implied_deviation(beta: float, gap: float, x: float) -> tuple[flo
             s_left = s_l
             s_right = s_c
     else:
-        s_u = s_c + (b_max - b_c) / v_c
-        b_u, v_u = normalized_black_and_vega(x, s_u)
+        s_u, b_u, v_u = s_side, b_side, v_side
         if beta <= b_u:
             branch = _MIDDLE
             width = b_u - b_c
@@ -172,60 +196,178 @@ def normalized_implied_deviation(beta: float, gap: float, x: float) -> tuple[flo
             s_left = s_u
     if not (s > 0.0 and s < math.inf):
         s = s_c if s_c > 0.0 else 1.0
+    return s, branch, s_left, s_right
 
+
+@kernel
+def _black_ratios(x: float, s: float) -> tuple[float, float]:
+    """b''/b' and b'''/b' at s."""
+    h = x / s
+    b_halley = h * h / s - 0.25 * s
+    b_third = b_halley * b_halley - 3.0 * (h / s) ** 2 - 0.25
+    return b_halley, b_third
+
+
+@kernel
+def _householder_update(
+    x: float,
+    b_max: float,
+    s: float,
+    branch: int,
+    beta: float,
+    log_beta: float,
+    gap: float,
+    log_gap: float,
+    s_left: float,
+    s_right: float,
+) -> tuple[float, float, float, float]:
+    """One safeguarded Householder step of the branch's objective: (new s, the step taken,
+    s_left, s_right narrowed by the sign of b(s) - beta)."""
+    if branch != _UPPER:
+        b, vega = black_and_vega(x, b_max, s)
+        return _update_given_value(x, s, branch, beta, log_beta, b, vega, s_left, s_right)
+    b_halley, b_third = _black_ratios(x, s)
+    step = math.nan
+    complement = normalized_black_otm_complement(x, s)
+    vega = normalized_black_and_vega(x, s)[1]
+    if complement < gap:  # b(s) > beta
+        s_right = min(s_right, s)
+    elif complement > gap:
+        s_left = max(s_left, s)
+    if complement > 0.0 and vega > 0.0:
+        g = log_gap - math.log(complement)
+        gp = vega / complement
+        halley = b_halley + gp
+        third = b_third + gp * (2.0 * gp + 3.0 * b_halley)
+        step = _householder_step(-g / gp, halley, third)
+    return _safeguarded(s, step, s_left, s_right)
+
+
+@kernel
+def _update_given_value(
+    x: float,
+    s: float,
+    branch: int,
+    beta: float,
+    log_beta: float,
+    b: float,
+    vega: float,
+    s_left: float,
+    s_right: float,
+) -> tuple[float, float, float, float]:
+    """`_householder_update` of the lower and middle branches given b(x, s) and its vega."""
+    b_halley, b_third = _black_ratios(x, s)
+    step = math.nan
+    if b > beta:
+        s_right = min(s_right, s)
+    elif b < beta:
+        s_left = max(s_left, s)
+    if branch == _MIDDLE:
+        if vega > 0.0:
+            step = _householder_step((beta - b) / vega, b_halley, b_third)
+    elif b > 0.0 and vega > 0.0:
+        log_b = math.log(b)
+        ratio = vega / b
+        newton = (log_beta - log_b) * log_b / log_beta / ratio
+        halley = b_halley - ratio * (1.0 + 2.0 / log_b)
+        third = (
+            b_third
+            + 2.0 * ratio * ratio * (1.0 + 3.0 / log_b * (1.0 + 1.0 / log_b))
+            - 3.0 * b_halley * ratio * (1.0 + 2.0 / log_b)
+        )
+        step = _householder_step(newton, halley, third)
+    return _safeguarded(s, step, s_left, s_right)
+
+
+@kernel
+def _safeguarded(
+    s: float, step: float, s_left: float, s_right: float
+) -> tuple[float, float, float, float]:
+    if not math.isfinite(step) or not (s_left <= s + step <= s_right):
+        # Outside the bracket (or no usable derivative): bisect it, geometrically when
+        # it is unbounded above.
+        step = 0.5 * (s_left + s_right) - s if s_right < math.inf else s
+    step = max(step, -0.5 * s)
+    return s + step, step, s_left, s_right
+
+
+@kernel
+def _converged(s: float, step: float) -> bool:
+    # The steps converge with order 4: after a step of relative size δ the error left is of
+    # order δ⁴, so a step below 1e-7 (or one at round-off level) ends the iteration.
+    return abs(step) <= _FINAL_STEP * s
+
+
+@kernel
+def normalized_implied_deviation(beta: float, gap: float, x: float) -> tuple[float, int]:
+    """s with b(x, s) = beta for an out-of-the-money call (x ≤ 0, 0 < beta < e^(x/2)).
+
+    `gap` is e^(x/2) - beta, passed in because the caller computes it from prices in dollars
+    more accurately than the subtraction here could. Returns (s, Householder steps taken).
+    """
+    s, branch, s_left, s_right = _initial_guess(beta, gap, x)
+    b_max = math.exp(0.5 * x)
     log_beta = math.log(beta)
     log_gap = math.log(gap)
     iterations = 0
     while iterations < MAX_ITERATIONS:
         iterations += 1
-        h = x / s
-        b_halley = h * h / s - 0.25 * s  # b''/b'
-        b_third = b_halley * b_halley - 3.0 * (h / s) ** 2 - 0.25  # b'''/b'
-        step = math.nan
-        if branch == _UPPER:
-            complement = normalized_black_otm_complement(x, s)
-            vega = normalized_black_and_vega(x, s)[1]
-            if complement < gap:  # b(s) > beta
-                s_right = min(s_right, s)
-            elif complement > gap:
-                s_left = max(s_left, s)
-            if complement > 0.0 and vega > 0.0:
-                g = log_gap - math.log(complement)
-                gp = vega / complement
-                halley = b_halley + gp
-                third = b_third + gp * (2.0 * gp + 3.0 * b_halley)
-                step = _householder_step(-g / gp, halley, third)
-        else:
-            b, vega = normalized_black_and_vega(x, s)
-            if b > beta:
-                s_right = min(s_right, s)
-            elif b < beta:
-                s_left = max(s_left, s)
-            if branch == _MIDDLE:
-                if vega > 0.0:
-                    step = _householder_step((beta - b) / vega, b_halley, b_third)
-            elif b > 0.0 and vega > 0.0:
-                log_b = math.log(b)
-                ratio = vega / b
-                newton = (log_beta - log_b) * log_b / log_beta / ratio
-                halley = b_halley - ratio * (1.0 + 2.0 / log_b)
-                third = (
-                    b_third
-                    + 2.0 * ratio * ratio * (1.0 + 3.0 / log_b * (1.0 + 1.0 / log_b))
-                    - 3.0 * b_halley * ratio * (1.0 + 2.0 / log_b)
-                )
-                step = _householder_step(newton, halley, third)
-        if not math.isfinite(step) or not (s_left <= s + step <= s_right):
-            # Outside the bracket (or no usable derivative): bisect it, geometrically when
-            # it is unbounded above.
-            step = 0.5 * (s_left + s_right) - s if s_right < math.inf else s
-        step = max(step, -0.5 * s)
-        s += step
-        # The steps converge with order 4: after a step of relative size δ the error left is of
-        # order δ⁴, so a step below 1e-7 (or one at round-off level) ends the iteration.
-        if abs(step) <= _FINAL_STEP * s:
+        s, step, s_left, s_right = _householder_update(
+            x, b_max, s, branch, beta, log_beta, gap, log_gap, s_left, s_right
+        )
+        if _converged(s, step):
             break
     return s, iterations
+
+
+@kernel
+def _normalized_option(
+    price: float,
+    spot: float,
+    strike: float,
+    years: float,
+    rate: float,
+    div_yield: float,
+    is_call: bool,
+) -> tuple[int, bool, float, float, float]:
+    """(status, solve, x, beta, gap): an option as an out-of-the-money call on b(x, s).
+
+    `solve` is False where no iteration is needed: the status is final, and the vol NaN (or
+    0.0 for a price at the lower bound, status OK).
+    """
+    if not (
+        math.isfinite(price)
+        and 0.0 < spot < math.inf
+        and 0.0 < strike < math.inf
+        and 0.0 <= years < math.inf
+        and math.isfinite(rate)
+        and math.isfinite(div_yield)
+    ):
+        return STATUS_BAD_INPUT, False, 0.0, 0.0, 0.0
+    if years == 0.0:
+        return STATUS_ZERO_TIME, False, 0.0, 0.0, 0.0
+    if price <= 0.0:
+        return STATUS_NON_POSITIVE_PRICE, False, 0.0, 0.0, 0.0
+    spot_discounted = spot * math.exp(-div_yield * years)
+    strike_discounted = strike * math.exp(-rate * years)
+    x = math.log(spot_discounted / strike_discounted)  # ln(F/K)
+    if not abs(x) <= MAX_LOG_MONEYNESS:
+        return STATUS_BAD_INPUT, False, 0.0, 0.0, 0.0
+    if is_call:
+        upper = spot_discounted
+        intrinsic = max(spot_discounted - strike_discounted, 0.0)
+    else:
+        upper = strike_discounted
+        intrinsic = max(strike_discounted - spot_discounted, 0.0)
+    if price >= upper:
+        return STATUS_ABOVE_MAXIMUM, False, 0.0, 0.0, 0.0
+    time_value = price - intrinsic
+    if time_value < 0.0:
+        return STATUS_BELOW_INTRINSIC, False, 0.0, 0.0, 0.0
+    if time_value == 0.0:
+        return STATUS_OK, False, 0.0, 0.0, 0.0
+    norm = math.sqrt(spot_discounted) * math.sqrt(strike_discounted)
+    return STATUS_OK, True, -abs(x), time_value / norm, (upper - price) / norm
 
 
 @kernel
@@ -239,51 +381,114 @@ def implied_vol_scalar(
     is_call: bool,
 ) -> tuple[float, int, int]:
     """(vol, ImpliedVolStatus, iterations) of one European option; vol is NaN unless OK."""
-    if not (
-        math.isfinite(price)
-        and 0.0 < spot < math.inf
-        and 0.0 < strike < math.inf
-        and 0.0 <= years < math.inf
-        and math.isfinite(rate)
-        and math.isfinite(div_yield)
-    ):
-        return math.nan, STATUS_BAD_INPUT, 0
-    if years == 0.0:
-        return math.nan, STATUS_ZERO_TIME, 0
-    if price <= 0.0:
-        return math.nan, STATUS_NON_POSITIVE_PRICE, 0
-    spot_discounted = spot * math.exp(-div_yield * years)
-    strike_discounted = strike * math.exp(-rate * years)
-    x = math.log(spot_discounted / strike_discounted)  # ln(F/K)
-    if not abs(x) <= MAX_LOG_MONEYNESS:
-        return math.nan, STATUS_BAD_INPUT, 0
-    if is_call:
-        upper = spot_discounted
-        intrinsic = max(spot_discounted - strike_discounted, 0.0)
-    else:
-        upper = strike_discounted
-        intrinsic = max(strike_discounted - spot_discounted, 0.0)
-    if price >= upper:
-        return math.nan, STATUS_ABOVE_MAXIMUM, 0
-    time_value = price - intrinsic
-    if time_value < 0.0:
-        return math.nan, STATUS_BELOW_INTRINSIC, 0
-    if time_value == 0.0:
-        return 0.0, STATUS_OK, 0
-    norm = math.sqrt(spot_discounted) * math.sqrt(strike_discounted)
-    beta = time_value / norm
-    gap = (upper - price) / norm
-    s, iterations = normalized_implied_deviation(beta, gap, -abs(x))
+    code, solve, x, beta, gap = _normalized_option(
+        price, spot, strike, years, rate, div_yield, is_call
+    )
+    if not solve:
+        return (0.0 if code == STATUS_OK else math.nan), code, 0
+    s, iterations = normalized_implied_deviation(beta, gap, x)
     return s / math.sqrt(years), STATUS_OK, iterations
 
 
-def _implied_vol_loop(price, spot, strike, years, rate, div_yield, is_call, vol, status):
-    for i in prange(price.shape[0]):
-        v, code, _ = implied_vol_scalar(
-            price[i], spot[i], strike[i], years[i], rate[i], div_yield[i], is_call[i]
+#: Rows per block of the array path.
+BLOCK = 256
+_STATE_ROWS = 14
+
+
+@kernel
+def _implied_vol_block(start, m, price, spot, strike, years, rate, div_yield, is_call, vol,
+                       status, state, work, rows, branches):  # fmt: skip
+    """implied_vol_scalar for rows start..start+m-1, phase by phase over the block: prepare
+    all rows, then the rational guess of all (b and vega at the inflection and tangent points
+    over the whole block, vectorized by `implied_vol_batch`), then Householder steps of all
+    rows, each over the rows not yet converged. The upper branch (prices near the maximum)
+    goes through the scalar solver."""
+    x_, beta_, gap_, log_beta_, s_, left_, right_ = (
+        state[0], state[1], state[2], state[3], state[4], state[5], state[6]
+    )  # fmt: skip
+    b_max_, s_c_, b_c_, v_c_, s_side_, b_side_, v_side_ = (
+        state[7], state[8], state[9], state[10], state[11], state[12], state[13]
+    )  # fmt: skip
+    k = 0
+    for i in range(m):
+        j = start + i
+        code, solve, x, beta, gap = _normalized_option(
+            price[j], spot[j], strike[j], years[j], rate[j], div_yield[j], is_call[j]
         )
-        vol[i] = v
-        status[i] = code
+        status[j] = code
+        vol[j] = 0.0 if code == STATUS_OK else math.nan
+        rows[k] = j
+        x_[k] = x
+        beta_[k] = beta
+        gap_[k] = gap
+        k += 1 if solve else 0
+    for a in range(k):
+        b_max_[a] = math.exp(0.5 * x_[a])
+        s_c_[a] = math.sqrt(-2.0 * x_[a])
+    black_and_vega_into(x_, b_max_, s_c_, b_c_, v_c_, work, k)
+    for a in range(k):
+        s_side_[a] = _tangent_point(beta_[a], b_max_[a], s_c_[a], b_c_[a], v_c_[a])
+    black_and_vega_into(x_, b_max_, s_side_, b_side_, v_side_, work, k)
+    kept = 0
+    for a in range(k):
+        x, beta, gap = x_[a], beta_[a], gap_[a]
+        s, branch, s_left, s_right = _guess_from_points(
+            beta, gap, x, b_max_[a], s_c_[a], b_c_[a], v_c_[a], s_side_[a], b_side_[a],
+            v_side_[a],
+        )  # fmt: skip
+        j = rows[a]
+        if branch == _UPPER:
+            vol[j] = normalized_implied_deviation(beta, gap, x)[0] / math.sqrt(years[j])
+            continue
+        rows[kept] = j
+        x_[kept] = x
+        b_max_[kept] = b_max_[a]
+        beta_[kept] = beta
+        log_beta_[kept] = math.log(beta) if branch == _LOWER else 0.0
+        branches[kept] = branch
+        s_[kept] = s
+        left_[kept] = s_left
+        right_[kept] = s_right
+        kept += 1
+    k = kept
+    b_, v_ = b_c_, v_c_
+    for iteration in range(MAX_ITERATIONS):
+        black_and_vega_into(x_, b_max_, s_, b_, v_, work, k)
+        last = iteration == MAX_ITERATIONS - 1
+        kept = 0
+        for a in range(k):
+            s, step, s_left, s_right = _update_given_value(
+                x_[a], s_[a], branches[a], beta_[a], log_beta_[a], b_[a], v_[a], left_[a],
+                right_[a],
+            )  # fmt: skip
+            j = rows[a]
+            if last or _converged(s, step):
+                vol[j] = s / math.sqrt(years[j])
+                continue
+            rows[kept] = j
+            x_[kept] = x_[a]
+            b_max_[kept] = b_max_[a]
+            beta_[kept] = beta_[a]
+            log_beta_[kept] = log_beta_[a]
+            branches[kept] = branches[a]
+            s_[kept] = s
+            left_[kept] = s_left
+            right_[kept] = s_right
+            kept += 1
+        k = kept
+
+
+def _implied_vol_loop(price, spot, strike, years, rate, div_yield, is_call, vol, status):
+    n = price.shape[0]
+    for c in prange((n + BLOCK - 1) // BLOCK):
+        state = np.empty((_STATE_ROWS, BLOCK))
+        work = np.empty((BATCH_WORK_ROWS, BLOCK))
+        rows = np.empty(BLOCK, dtype=np.int64)
+        branches = np.empty(BLOCK, dtype=np.int64)
+        start = c * BLOCK
+        _implied_vol_block(start, min(BLOCK, n - start), price, spot, strike, years, rate,
+                           div_yield, is_call, vol, status, state, work, rows,
+                           branches)  # fmt: skip
 
 
 _implied_vol_serial = kernel(_implied_vol_loop)
