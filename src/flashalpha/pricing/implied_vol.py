@@ -37,7 +37,13 @@ from numba import prange
 from flashalpha.pricing._arrays import flat_inputs, shaped
 from flashalpha.pricing._jit import kernel
 from flashalpha.pricing.implied_vol_batch import WORK_ROWS as BATCH_WORK_ROWS
-from flashalpha.pricing.implied_vol_batch import black_and_vega, black_and_vega_into
+from flashalpha.pricing.implied_vol_batch import (
+    black_and_vega,
+    black_and_vega_into,
+    exact,
+    exact_inline,
+    ln,
+)
 from flashalpha.pricing.normal import erfcx, norm_cdf, norm_inv
 from flashalpha.pricing.normalized_black import (
     normalized_black_and_vega,
@@ -73,7 +79,7 @@ _SQRT_PI_OVER_TWO = math.sqrt(math.pi / 2.0)
 _LOWER, _MIDDLE, _UPPER = 0, 1, 2
 
 
-@kernel
+@exact_inline
 def _householder_step(newton: float, halley: float, third: float) -> float:
     return newton * (1.0 + 0.5 * halley * newton) / (1.0 + newton * (halley + third * newton / 6.0))
 
@@ -199,16 +205,17 @@ def _guess_from_points(
     return s, branch, s_left, s_right
 
 
-@kernel
+@exact_inline
 def _black_ratios(x: float, s: float) -> tuple[float, float]:
     """b''/b' and b'''/b' at s."""
     h = x / s
     b_halley = h * h / s - 0.25 * s
-    b_third = b_halley * b_halley - 3.0 * (h / s) ** 2 - 0.25
+    h_over_s = h / s
+    b_third = b_halley * b_halley - 3.0 * (h_over_s * h_over_s) - 0.25
     return b_halley, b_third
 
 
-@kernel
+@exact
 def _householder_update(
     x: float,
     b_max: float,
@@ -243,7 +250,7 @@ def _householder_update(
     return _safeguarded(s, step, s_left, s_right)
 
 
-@kernel
+@exact_inline
 def _update_given_value(
     x: float,
     s: float,
@@ -255,43 +262,40 @@ def _update_given_value(
     s_left: float,
     s_right: float,
 ) -> tuple[float, float, float, float]:
-    """`_householder_update` of the lower and middle branches given b(x, s) and its vega."""
+    """`_householder_update` of the lower and middle branches given b(x, s) and its vega;
+    branch-free (both steps, one selected), so that a loop over rows vectorizes."""
     b_halley, b_third = _black_ratios(x, s)
-    step = math.nan
-    if b > beta:
-        s_right = min(s_right, s)
-    elif b < beta:
-        s_left = max(s_left, s)
-    if branch == _MIDDLE:
-        if vega > 0.0:
-            step = _householder_step((beta - b) / vega, b_halley, b_third)
-    elif b > 0.0 and vega > 0.0:
-        log_b = math.log(b)
-        ratio = vega / b
-        newton = (log_beta - log_b) * log_b / log_beta / ratio
-        halley = b_halley - ratio * (1.0 + 2.0 / log_b)
-        third = (
-            b_third
-            + 2.0 * ratio * ratio * (1.0 + 3.0 / log_b * (1.0 + 1.0 / log_b))
-            - 3.0 * b_halley * ratio * (1.0 + 2.0 / log_b)
-        )
-        step = _householder_step(newton, halley, third)
-    return _safeguarded(s, step, s_left, s_right)
+    s_right = min(s_right, s) if b > beta else s_right
+    s_left = max(s_left, s) if b < beta else s_left
+    middle = _householder_step((beta - b) / vega, b_halley, b_third)
+    log_b = ln(b)
+    ratio = vega / b
+    newton = (log_beta - log_b) * log_b / log_beta / ratio
+    halley = b_halley - ratio * (1.0 + 2.0 / log_b)
+    third = (
+        b_third
+        + 2.0 * ratio * ratio * (1.0 + 3.0 / log_b * (1.0 + 1.0 / log_b))
+        - 3.0 * b_halley * ratio * (1.0 + 2.0 / log_b)
+    )
+    lower = branch == _LOWER
+    step = _householder_step(newton, halley, third) if lower else middle
+    usable = vega > 0.0 and (b > 0.0 or not lower)
+    return _safeguarded(s, step if usable else math.nan, s_left, s_right)
 
 
-@kernel
+@exact_inline
 def _safeguarded(
     s: float, step: float, s_left: float, s_right: float
 ) -> tuple[float, float, float, float]:
-    if not math.isfinite(step) or not (s_left <= s + step <= s_right):
-        # Outside the bracket (or no usable derivative): bisect it, geometrically when
-        # it is unbounded above.
-        step = 0.5 * (s_left + s_right) - s if s_right < math.inf else s
-    step = max(step, -0.5 * s)
+    # Outside the bracket (or no usable derivative): bisect it, geometrically when it is
+    # unbounded above.
+    inside = math.isfinite(step) and s_left <= s + step <= s_right
+    bisection = 0.5 * (s_left + s_right) - s if s_right < math.inf else s
+    step = max(step if inside else bisection, -0.5 * s)
     return s + step, step, s_left, s_right
 
 
-@kernel
+@exact_inline
 def _converged(s: float, step: float) -> bool:
     # The steps converge with order 4: after a step of relative size δ the error left is of
     # order δ⁴, so a step below 1e-7 (or one at round-off level) ends the iteration.
@@ -307,7 +311,7 @@ def normalized_implied_deviation(beta: float, gap: float, x: float) -> tuple[flo
     """
     s, branch, s_left, s_right = _initial_guess(beta, gap, x)
     b_max = math.exp(0.5 * x)
-    log_beta = math.log(beta)
+    log_beta = ln(beta)
     log_gap = math.log(gap)
     iterations = 0
     while iterations < MAX_ITERATIONS:
@@ -444,26 +448,23 @@ def _implied_vol_block(start, m, price, spot, strike, years, rate, div_yield, is
         x_[kept] = x
         b_max_[kept] = b_max_[a]
         beta_[kept] = beta
-        log_beta_[kept] = math.log(beta) if branch == _LOWER else 0.0
+        log_beta_[kept] = ln(beta)
         branches[kept] = branch
         s_[kept] = s
         left_[kept] = s_left
         right_[kept] = s_right
         kept += 1
     k = kept
-    b_, v_ = b_c_, v_c_
+    b_, v_, steps_ = b_c_, v_c_, b_side_
     for iteration in range(MAX_ITERATIONS):
         black_and_vega_into(x_, b_max_, s_, b_, v_, work, k)
+        _updates_into(x_, s_, branches, beta_, log_beta_, b_, v_, left_, right_, steps_, k)
         last = iteration == MAX_ITERATIONS - 1
         kept = 0
         for a in range(k):
-            s, step, s_left, s_right = _update_given_value(
-                x_[a], s_[a], branches[a], beta_[a], log_beta_[a], b_[a], v_[a], left_[a],
-                right_[a],
-            )  # fmt: skip
             j = rows[a]
-            if last or _converged(s, step):
-                vol[j] = s / math.sqrt(years[j])
+            if last or _converged(s_[a], steps_[a]):
+                vol[j] = s_[a] / math.sqrt(years[j])
                 continue
             rows[kept] = j
             x_[kept] = x_[a]
@@ -471,11 +472,25 @@ def _implied_vol_block(start, m, price, spot, strike, years, rate, div_yield, is
             beta_[kept] = beta_[a]
             log_beta_[kept] = log_beta_[a]
             branches[kept] = branches[a]
-            s_[kept] = s
-            left_[kept] = s_left
-            right_[kept] = s_right
+            s_[kept] = s_[a]
+            left_[kept] = left_[a]
+            right_[kept] = right_[a]
             kept += 1
         k = kept
+
+
+@exact
+def _updates_into(x_, s_, branches, beta_, log_beta_, b_, v_, left_, right_, steps_, k):
+    """`_update_given_value` of rows :k in place (s_, left_, right_; the step into steps_),
+    vectorized."""
+    for a in range(k):
+        s, step, s_left, s_right = _update_given_value(
+            x_[a], s_[a], branches[a], beta_[a], log_beta_[a], b_[a], v_[a], left_[a], right_[a]
+        )
+        s_[a] = s
+        steps_[a] = step
+        left_[a] = s_left
+        right_[a] = s_right
 
 
 def _implied_vol_loop(price, spot, strike, years, rate, div_yield, is_call, vol, status):

@@ -62,6 +62,48 @@ def _bits_as_float(typingctx, bits):
     return types.float64(types.int64), codegen
 
 
+@intrinsic
+def _float_as_bits(typingctx, value):
+    """The int64 bit pattern of the float64 `value` (a bitcast; vectorizes)."""
+    if not isinstance(value, types.Float):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.IntType(64))
+
+    return types.int64(types.float64), codegen
+
+
+@exact_inline
+def ln(x: float) -> float:
+    """ln(x) as `vector_math.log_into` (within 2 ulps), subnormal x included: -inf at 0,
+    +inf at +inf, NaN for x < 0 or NaN. Vectorizes."""
+    subnormal = x < 2.2250738585072014e-308
+    y = x * 18014398509481984.0 if subnormal else x  # 2⁵⁴
+    bits = _float_as_bits(y)
+    exponent = float(((bits >> 52) & 0x7FF) - 1023) - (54.0 if subnormal else 0.0)
+    m = _bits_as_float((bits & 0xFFFFFFFFFFFFF) | (np.int64(1023) << 52))
+    big = m > 1.4142135623730951
+    m = 0.5 * m if big else m
+    e = exponent + 1.0 if big else exponent
+    r = (m - 1.0) / (m + 1.0)
+    z = r * r
+    p = 2.0 / 21.0
+    p = p * z + 2.0 / 19.0
+    p = p * z + 2.0 / 17.0
+    p = p * z + 2.0 / 15.0
+    p = p * z + 2.0 / 13.0
+    p = p * z + 2.0 / 11.0
+    p = p * z + 2.0 / 9.0
+    p = p * z + 2.0 / 7.0
+    p = p * z + 2.0 / 5.0
+    p = p * z + 2.0 / 3.0
+    result = e * _LN2_HI + (r * (z * p) + (e * _LN2_LO + 2.0 * r))
+    result = -math.inf if x == 0.0 else result
+    result = math.inf if x == math.inf else result
+    return math.nan if not x >= 0.0 else result
+
+
 @exact_inline
 def _exp(x: float) -> float:
     """exp(x) as `vector_math.exp_into`: within 2 ulps; 0 below -708, +inf above 709."""
