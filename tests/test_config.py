@@ -38,3 +38,21 @@ def test_errors_name_the_value(tmp_path):
         load_config(overrides={"journal": {"fsync": "sometimes"}}, environ={})
     with pytest.raises(ConfigError, match="colour"):
         load_config(overrides={"state": {"colour": 1}}, environ={})
+
+
+def test_curve_settings_come_from_the_environment_and_go_in_pairs():
+    config = load_config(
+        environ={
+            "FLASHALPHA_COMPUTE_CURVE_SECRET_KEY": "/etc/flashalpha/curve/server.key_secret",
+            "FLASHALPHA_COMPUTE_CURVE_AUTHORIZED_KEYS": "/etc/flashalpha/curve/authorized",
+        }
+    )
+    assert config.compute.curve
+    assert config.compute.curve_authorized_keys == "/etc/flashalpha/curve/authorized"
+    assert not load_config(environ={}).compute.curve
+    for given, missing in (
+        ("CURVE_SECRET_KEY", "curve_authorized_keys"),
+        ("CURVE_AUTHORIZED_KEYS", "curve_secret_key"),
+    ):
+        with pytest.raises(ConfigError, match=f"compute.{missing} is not"):
+            load_config(environ={f"FLASHALPHA_COMPUTE_{given}": "/x"})

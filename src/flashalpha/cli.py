@@ -132,8 +132,34 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="HOST:PORT",
         help="serve /healthz and /readyz (Kubernetes probes)",
     )
+    worker.add_argument(
+        "--curve-server-key",
+        default=os.environ.get("FLASHALPHA_WORKER_CURVE_SERVER_KEY") or None,
+        metavar="FILE",
+        help="CurveZMQ: the dispatcher's public certificate (server.key of compute-keys; "
+        "env FLASHALPHA_WORKER_CURVE_SERVER_KEY)",
+    )
+    worker.add_argument(
+        "--curve-key",
+        default=os.environ.get("FLASHALPHA_WORKER_CURVE_KEY") or None,
+        metavar="FILE",
+        help="CurveZMQ: this worker's secret certificate (NAME.key_secret; "
+        "env FLASHALPHA_WORKER_CURVE_KEY)",
+    )
     worker.add_argument("--log-level", default="INFO", metavar="LEVEL")
     worker.add_argument("--parent-pid", type=int, help=argparse.SUPPRESS)
+
+    keys = commands.add_parser(
+        "compute-keys",
+        help="create CurveZMQ certificates for the dispatcher and remote workers",
+    )
+    keys.add_argument("directory", metavar="DIR", help="where to write them (created)")
+    keys.add_argument(
+        "--worker",
+        action="append",
+        metavar="NAME",
+        help="a worker certificate NAME.key[_secret] (repeatable; default: worker)",
+    )
     run.add_argument(
         "--polygon-url",
         metavar="WS_URL",
@@ -443,8 +469,23 @@ def cmd_worker(args: argparse.Namespace) -> int:
     configure_logging(args.log_level)
     if not 0.01 <= args.heartbeat_interval <= 60:
         return _fail(f"--heartbeat-interval {args.heartbeat_interval}: expected 0.01..60 seconds")
+    if (args.curve_server_key is None) != (args.curve_key is None):
+        missing = "--curve-key" if args.curve_key is None else "--curve-server-key"
+        return _fail(
+            f"CurveZMQ needs both --curve-server-key and --curve-key; {missing} is missing"
+        )
+    curve = None
+    if args.curve_key is not None:
+        from flashalpha.compute.curve import ClientKeys
+        from flashalpha.config import ConfigError
+
+        try:
+            curve = ClientKeys.load(args.curve_server_key, args.curve_key)
+        except ConfigError as error:
+            return _fail(str(error))
     options = WorkerOptions(
         connect=args.connect,
+        curve=curve,
         credit=args.credit,
         heartbeat_interval=args.heartbeat_interval,
         liveness=args.liveness,
@@ -453,6 +494,38 @@ def cmd_worker(args: argparse.Namespace) -> int:
         health=args.health,
     )
     return run_worker(options)
+
+
+def cmd_compute_keys(args: argparse.Namespace) -> int:
+    from flashalpha.compute.curve import create_keys
+    from flashalpha.config import ConfigError
+
+    workers = args.worker or ["worker"]
+    try:
+        made = create_keys(args.directory, workers)
+    except (ConfigError, OSError) as error:
+        return _fail(str(error))
+    root = os.path.abspath(os.path.expanduser(args.directory))
+    server = "created" if made["server"] else "kept (it exists)"
+    print(f"dispatcher  {root}/server.key_secret ({server}; secret: the daemon host only)")
+    print(f"            {root}/server.key (public: give it to every worker)")
+    for path in made["workers"]:
+        kind = "secret: that worker only" if path.suffix == ".key_secret" else "public"
+        print(f"worker      {path} ({kind})")
+    print(f"authorized  {root}/authorized/ ({', '.join(p.name for p in made['authorized'])})")
+    name = workers[0]
+    print(
+        "\nDaemon (TOML [compute], or FLASHALPHA_COMPUTE_CURVE_SECRET_KEY / "
+        "FLASHALPHA_COMPUTE_CURVE_AUTHORIZED_KEYS):\n"
+        f'  curve_secret_key = "{root}/server.key_secret"\n'
+        f'  curve_authorized_keys = "{root}/authorized"\n'
+        "Worker:\n"
+        f"  flashalpha worker --connect tcp://HOST:5557 --curve-server-key {root}/server.key "
+        f"--curve-key {root}/{name}.key_secret\n"
+        "More workers later: `flashalpha compute-keys DIR --worker NAME` (the running daemon "
+        "picks new keys in authorized/ up by itself)."
+    )
+    return EXIT_OK
 
 
 def _compute_lines(compute: dict) -> list[str]:
@@ -473,6 +546,23 @@ def _compute_lines(compute: dict) -> list[str]:
             else ""
         ),
     ]
+    curve = compute.get("curve")
+    failures = compute.get("handshake_failures_by_reason") or {}
+    if curve or compute.get("handshake_failures"):
+        lines.append(
+            "compute     security "
+            + (
+                f"curve  authorized keys {curve['authorized_keys']}  denied {curve['denied_keys']}  "
+                if curve
+                else "none  "
+            )
+            + f"handshake failures {compute.get('handshake_failures', 0)} "
+            + " ".join(f"{k} {v}" for k, v in failures.items())
+        )
+    if curve and curve.get("last_denied_key"):
+        lines.append(f"compute     last denied key {curve['last_denied_key']}")
+    for error in (curve or {}).get("key_errors", []):
+        lines.append(f"error       {error}")
     for error in compute.get("bind_errors", []):
         lines.append(f"error       {error}")
     if compute.get("last_reject"):
@@ -482,11 +572,18 @@ def _compute_lines(compute: dict) -> list[str]:
             f"worker      {worker['name']}  in flight {worker['in_flight']}/{worker['credit']}  "
             f"batches {worker['completed']}  rows/s {worker['rows_per_s']:,}  "
             f"seen {worker['last_seen_s']}s ago"
+            + (f"  key {worker['key']}" if worker.get("key") else "")
         )
     return lines
 
 
-COMMANDS = {"run": cmd_run, "snapshot": cmd_snapshot, "status": cmd_status, "worker": cmd_worker}
+COMMANDS = {
+    "run": cmd_run,
+    "snapshot": cmd_snapshot,
+    "status": cmd_status,
+    "worker": cmd_worker,
+    "compute-keys": cmd_compute_keys,
+}
 
 
 def cmd_fake_feed(args: argparse.Namespace) -> int:

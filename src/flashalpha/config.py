@@ -210,6 +210,29 @@ class ComputeConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     ready_timeout: _Positive[float] = 60.0
     #: Numba threads per local worker.
     worker_threads: _Positive[int] = 1
+    #: CurveZMQ for remote workers (docs/OPERATIONS.md, "Security"): the dispatcher's secret
+    #: certificate (`server.key_secret` of `flashalpha compute-keys`) and the directory of the
+    #: authorized workers' public certificates (`*.key`, re-read when it changes). Both or
+    #: neither; when set, `bind` accepts only those workers. The local fleet is unaffected.
+    curve_secret_key: str | None = None
+    curve_authorized_keys: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.curve_secret_key is None) != (self.curve_authorized_keys is None):
+            given, missing = (
+                ("curve_secret_key", "curve_authorized_keys")
+                if self.curve_authorized_keys is None
+                else ("curve_authorized_keys", "curve_secret_key")
+            )
+            raise ValueError(
+                f"compute.{given} is set but compute.{missing} is not: CurveZMQ needs both "
+                f"(FLASHALPHA_COMPUTE_{missing.upper()})"
+            )
+
+    @property
+    def curve(self) -> bool:
+        """Remote workers must authenticate with CurveZMQ."""
+        return self.curve_secret_key is not None
 
 
 class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

@@ -11,6 +11,9 @@ flow control instead of one request per worker:
   `heartbeat_interval x heartbeat_liveness` is dead and all its batches are requeued;
 - anything a worker sends that breaks the protocol is counted as a reject, the worker is
   dropped (told DISCONNECT, its batches requeued) and the daemon goes on;
+- with `compute.curve_*` set, the tcp endpoint speaks CurveZMQ and only authorized workers
+  get through the handshake (`compute.curve`); handshake failures are counted from a socket
+  monitor, whatever their cause;
 - results are written into the state on the loop thread (the single writer) with the seq the
   inputs were read at: a row whose market data changed meanwhile keeps its values and is
   repriced, and a result older than the greeks already held is dropped. Then GREEKS is
@@ -30,8 +33,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import zmq
+import zmq.utils.monitor
 
 from flashalpha.compute import protocol
+from flashalpha.compute.curve import HANDSHAKE_FAILURES, CurveServer
 from flashalpha.compute.inputs import ExpiryClock, RateCurve, gather_inputs
 from flashalpha.compute.protocol import Kind, ProtocolError
 from flashalpha.compute.queue import RepricingQueue, Work
@@ -83,6 +88,9 @@ class WorkerState:
 
     #: A send found its connection gone.
     unreachable: bool = False
+    #: Its CURVE public key (z85) and that key's certificate name; None over plain endpoints.
+    key: bytes | None = None
+    key_name: str | None = None
 
     @property
     def free(self) -> int:
@@ -101,6 +109,7 @@ class WorkerState:
             "rows": self.rows,
             "rows_per_s": round(self.rate),
             "last_seen_s": round(now - self.last_seen, 3),
+            "key": self.key_name,
         }
 
 
@@ -125,13 +134,32 @@ class Dispatcher:
         self.queue = RepricingQueue(state.capacity, config.sweep_interval)
         self.clock = ExpiryClock()
         self.curve = RateCurve(config.rate_curve)
-        self.context = zmq.Context.instance()
+        # CURVE: certificates are checked (ConfigError naming the file) before any socket
+        # exists, and the ZAP handler gets a context of its own (one handler per context).
+        self.curve_server = (
+            CurveServer(config.curve_secret_key, config.curve_authorized_keys)
+            if config.curve
+            else None
+        )
+        self._own_context = self.curve_server is not None
+        self.context = zmq.Context() if self._own_context else zmq.Context.instance()
+        if self.curve_server is not None:
+            self.curve_server.start(self.context)
         self.socket = self.context.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 0)
         self.socket.setsockopt(zmq.ROUTER_MANDATORY, 1)
         self.socket.setsockopt(zmq.MAXMSGSIZE, 1 << 30)
         self.endpoints: list[str] = []
         self.bind_errors: list[str] = []
+        self._monitor_address = f"inproc://flashalpha-dispatcher-monitor-{id(self):x}"
+        self.socket.monitor(self._monitor_address, sum(HANDSHAKE_FAILURES))
+        self._monitor = self.context.socket(zmq.PAIR)
+        self._monitor.setsockopt(zmq.LINGER, 0)
+        self._monitor.connect(self._monitor_address)
+        self.handshake_failures: dict[str, int] = dict.fromkeys(HANDSHAKE_FAILURES.values(), 0)
+        self.last_handshake_failure: str | None = None
+        self._next_key_check = 0.0
+        self._key_reloads_seen = 0
         self.workers: dict[bytes, WorkerState] = {}
         self.in_flight: dict[int, InFlight] = {}
         self.departed: deque[dict] = deque(maxlen=16)
@@ -162,12 +190,20 @@ class Dispatcher:
 
     # -- sockets -----------------------------------------------------------------------------
 
-    def bind(self, endpoint: str, required: bool = True) -> str | None:
+    def bind(self, endpoint: str, required: bool = True, secure: bool | None = None) -> str | None:
         """Bind one endpoint; return the actual address (a `*` port resolved).
 
         With `required=False` a failure (address in use, bad address) is logged and recorded
         in the status instead of raised: the daemon keeps pricing with its local workers.
+        `secure`: the endpoint speaks CurveZMQ (default: when `compute.curve_*` is set); the
+        local fleet's private endpoint is bound with `secure=False`.
         """
+        if secure is None:
+            secure = self.curve_server is not None
+        if secure and self.curve_server is None:
+            raise ValueError(f"compute: cannot bind {endpoint} securely: CURVE is not configured")
+        if self.curve_server is not None:
+            self.curve_server.secure(self.socket, secure)
         try:
             self.socket.bind(endpoint)
         except zmq.ZMQError as error:
@@ -179,12 +215,23 @@ class Dispatcher:
             return None
         actual = self.socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self.endpoints.append(actual)
-        log.info("compute dispatcher listening endpoint=%s", actual)
+        log.info(
+            "compute dispatcher listening endpoint=%s security=%s",
+            actual,
+            "curve" if secure else "none",
+        )
         return actual
 
     def close(self) -> None:
         self._closed = True
+        with contextlib.suppress(zmq.ZMQError):
+            self.socket.disable_monitor()
+        self._monitor.close(linger=0)
         self.socket.close(linger=0)
+        if self.curve_server is not None:
+            self.curve_server.stop()
+        if self._own_context:
+            self.context.term()
 
     # -- marking work (called from event handlers on the loop) -------------------------------
 
@@ -282,7 +329,17 @@ class Dispatcher:
         if kind is Kind.READY:
             if worker is not None:
                 self._drop(worker, "ready again", "reconnect", tell=False)
-            self._register(identity, message.header, now)
+            key = self._peer_key(frames[1])
+            if key is not None and not self.curve_server.authorized.allows(key):
+                # Its connection was authorized, its key has been removed since.
+                self._send(
+                    identity,
+                    protocol.encode(
+                        Kind.DISCONNECT, protocol.Disconnect("CURVE key no longer authorized")
+                    ),
+                )
+                return
+            self._register(identity, message.header, now, key)
             return
         if worker is None:
             if kind is not Kind.DISCONNECT:
@@ -307,7 +364,18 @@ class Dispatcher:
         else:
             self._reject(identity, worker, f"workers do not send {kind.name}")
 
-    def _register(self, identity: bytes, header: protocol.Ready, now: float) -> None:
+    def _peer_key(self, frame: zmq.Frame) -> bytes | None:
+        """The CURVE public key (z85) the message came with; None over NULL endpoints."""
+        if self.curve_server is None:
+            return None
+        try:
+            return frame.get("User-Id").encode("ascii")
+        except zmq.ZMQError:  # no User-Id: a NULL endpoint (the local fleet)
+            return None
+
+    def _register(
+        self, identity: bytes, header: protocol.Ready, now: float, key: bytes | None = None
+    ) -> None:
         credit = min(header.credit, self.config.max_credit)
         worker = WorkerState(
             identity=identity,
@@ -318,15 +386,18 @@ class Dispatcher:
             last_seen=now,
             last_sent=now,
             joined_ns=time.time_ns(),
+            key=key,
+            key_name=None if key is None else self.curve_server.authorized.name_of(key),
         )
         self.workers[identity] = worker
         self.workers_joined += 1
         log.info(
-            "compute worker joined name=%s pid=%d credit=%d workers=%d",
+            "compute worker joined name=%s pid=%d credit=%d workers=%d key=%s",
             worker.name,
             worker.pid,
             credit,
             len(self.workers),
+            worker.key_name or "-",
         )
 
     def _reject(self, identity: bytes, worker: WorkerState | None, error: str) -> None:
@@ -512,7 +583,51 @@ class Dispatcher:
 
     # -- housekeeping ------------------------------------------------------------------------
 
+    def _watch_handshakes(self) -> None:
+        """Count failed handshakes (refused keys, plaintext or garbage peers) from the
+        socket monitor's events."""
+        while True:
+            try:
+                event = zmq.utils.monitor.recv_monitor_message(self._monitor, zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            reason = HANDSHAKE_FAILURES.get(event["event"])
+            if reason is None:
+                continue
+            self.handshake_failures[reason] += 1
+            endpoint = event["endpoint"].decode(errors="replace")
+            self.last_handshake_failure = (
+                f"{time.strftime('%H:%M:%S')} {reason} on {endpoint} (code {event['value']})"
+            )
+            self._rate_limited.warning(
+                "compute_handshake",
+                "compute: a peer failed the handshake on %s: %s (code %s)",
+                endpoint,
+                reason,
+                event["value"],
+            )
+
+    def _revoke(self, now: float) -> None:
+        """About once a second: re-read the authorized keys; drop workers whose key went."""
+        if self.curve_server is None or now < self._next_key_check:
+            return
+        self._next_key_check = now + 1.0
+        authorized = self.curve_server.authorized
+        authorized.refresh()
+        # (A handshake may have reloaded them first, on the authenticator's thread.)
+        if authorized.reloads == self._key_reloads_seen:
+            return
+        self._key_reloads_seen = authorized.reloads
+        for worker in list(self.workers.values()):
+            if worker.key is not None and not authorized.allows(worker.key):
+                log.warning(
+                    "compute worker's key revoked name=%s key=%s", worker.name, worker.key_name
+                )
+                self._drop(worker, "CURVE key no longer authorized", "revoked")
+
     def _housekeeping(self, now: float) -> None:
+        self._watch_handshakes()
+        self._revoke(now)
         now_ns = time.time_ns()
         if self.queue.maybe_start_sweep(self.state.count, now_ns):
             log.debug("compute sweep started rows=%d", self.queue.sweep_end)
@@ -624,6 +739,10 @@ class Dispatcher:
         return {
             "endpoints": self.endpoints,
             "bind_errors": self.bind_errors,
+            "handshake_failures": sum(self.handshake_failures.values()),
+            "handshake_failures_by_reason": dict(self.handshake_failures),
+            "last_handshake_failure": self.last_handshake_failure,
+            "curve": None if self.curve_server is None else self.curve_server.status(),
             "workers": len(self.workers),
             "workers_joined": self.workers_joined,
             "batches_in_flight": len(self.in_flight),

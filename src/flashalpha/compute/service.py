@@ -4,7 +4,8 @@ On start it binds the dispatcher to a private ipc endpoint for the local fleet a
 `compute.bind` for remote workers (a busy address is reported, not fatal: the local fleet
 still prices), subscribes to QUOTE and UNDERLYING events, starts the local workers and waits
 (up to `compute.ready_timeout`) until they said READY, so that "the daemon is up" (systemd's
-READY=1) means "the market is being priced".
+READY=1) means "the market is being priced". With `compute.curve_*` set, `compute.bind` speaks
+CurveZMQ (compute/curve.py); bad certificates fail the start with a ConfigError naming them.
 """
 
 from __future__ import annotations
@@ -52,9 +53,10 @@ class ComputeService:
     async def start(self, daemon: Daemon) -> None:
         config = self.config.compute
         dispatcher = self.dispatcher = Dispatcher(config, daemon.state, daemon.dispatcher.publish)
-        # Abstract unix socket: no file, no path length or permission trouble.
+        # Abstract unix socket: no file, no path length or permission trouble. It stays
+        # plain (NULL) when the tcp endpoint speaks CURVE: the local fleet holds no keys.
         self.local_endpoint = dispatcher.bind(
-            f"ipc://@flashalpha-compute-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+            f"ipc://@flashalpha-compute-{os.getpid()}-{uuid.uuid4().hex[:8]}", secure=False
         )
         dispatcher.bind(config.bind, required=False)
         self._subscription = daemon.dispatcher.subscribe(

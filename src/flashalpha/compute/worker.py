@@ -6,6 +6,11 @@ RESULT, sends HEARTBEAT when it has sent nothing for an interval, and treats the
 dead after `liveness` silent intervals: it then reconnects with a fresh socket after a backoff
 that doubles from 1 s up to 32 s. A DISCONNECT from the dispatcher also means "start over".
 
+With `--curve-server-key`/`--curve-key` it connects with CurveZMQ (compute/curve.py). A
+handshake the dispatcher refuses (unknown key, plaintext against a CURVE dispatcher, wrong
+server key) is seen on a socket monitor, logged as an error naming the likely cause, and
+retried with the same backoff.
+
 On SIGTERM/SIGINT it finishes the batch it is pricing and those already delivered to it, sends
 their results, says DISCONNECT, and exits 0. It holds no state: any number of workers may come
 and go.
@@ -19,13 +24,16 @@ import signal
 import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 
 import numpy as np
 import zmq
+import zmq.utils.monitor
 
 from flashalpha import __version__
 from flashalpha.compute import protocol
+from flashalpha.compute.curve import HANDSHAKE_FAILURES, ClientKeys
 from flashalpha.compute.protocol import Kind, ProtocolError
 
 log = logging.getLogger(__name__)
@@ -47,6 +55,8 @@ class WorkerOptions:
     parent_pid: int | None = None
     #: "HOST:PORT" of the HTTP health endpoint (/healthz, /readyz), for Kubernetes probes.
     health: tuple[str, int] | None = None
+    #: CurveZMQ: the dispatcher's public key and this worker's key pair (ClientKeys.load).
+    curve: ClientKeys | None = None
 
 
 class Worker:
@@ -60,6 +70,8 @@ class Worker:
         self.rows = 0
         self.reconnects = 0
         self.bad_messages = 0
+        self.handshake_failures = 0
+        self._monitor: zmq.Socket | None = None
         #: monotonic time of the last loop turn (liveness) and of the last message from the
         #: dispatcher (readiness).
         self.last_turn = time.monotonic()
@@ -135,8 +147,52 @@ class Worker:
         sock.setsockopt(zmq.LINGER, 2000)
         sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
         sock.setsockopt(zmq.MAXMSGSIZE, 1 << 30)
+        if self.options.curve is not None:
+            self.options.curve.apply(sock)
+        address = f"inproc://flashalpha-worker-monitor-{uuid.uuid4().hex}"
+        sock.monitor(address, sum(HANDSHAKE_FAILURES))
+        self._monitor = self.context.socket(zmq.PAIR)
+        self._monitor.setsockopt(zmq.LINGER, 0)
+        self._monitor.connect(address)
         sock.connect(self.options.connect)
         return sock
+
+    def _handshake_failed(self) -> bool:
+        """Read the monitor; log and return True if the dispatcher refused the handshake."""
+        try:
+            event = zmq.utils.monitor.recv_monitor_message(self._monitor, zmq.NOBLOCK)
+        except zmq.Again:
+            return False
+        kind, value = event["event"], event["value"]
+        if kind not in HANDSHAKE_FAILURES:
+            return False
+        self.handshake_failures += 1
+        curve = self.options.curve
+        if kind == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
+            cause = (
+                f"it does not authorize this worker's CURVE key "
+                f"{curve.public.decode() if curve else '-'} (add its public certificate to "
+                "the directory of compute.curve_authorized_keys)"
+            )
+        elif kind == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL and curve is None:
+            cause = (
+                "it requires CurveZMQ: pass --curve-server-key and --curve-key "
+                "(or FLASHALPHA_WORKER_CURVE_SERVER_KEY / FLASHALPHA_WORKER_CURVE_KEY)"
+            )
+        elif kind == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+            cause = "the security mechanisms differ: does the dispatcher use CURVE?"
+        elif curve is not None:
+            cause = "it did not accept the CURVE handshake: is --curve-server-key its key?"
+        else:
+            cause = "the handshake failed without detail"
+        log.error(
+            "worker refused by the dispatcher endpoint=%s: %s (event %s, code %s)",
+            self.options.connect,
+            cause,
+            HANDSHAKE_FAILURES[kind],
+            value,
+        )
+        return True
 
     def _session(self) -> bool:
         """One connection: READY, serve, until the dispatcher is lost or we stop.
@@ -166,10 +222,15 @@ class Worker:
             self._next_heartbeat = time.monotonic() + interval
             poller = zmq.Poller()
             poller.register(sock, zmq.POLLIN)
+            poller.register(self._monitor, zmq.POLLIN)
             while not self.stopping:
                 self.last_turn = time.monotonic()
                 timeout = max(0.0, self._next_heartbeat - self.last_turn)
-                if poller.poll(int(timeout * 1000) + 1):
+                ready = dict(poller.poll(int(timeout * 1000) + 1))
+                if self._monitor in ready and self._handshake_failed():
+                    self.last_heard = None
+                    return heard  # refused: back off, then try a new connection
+                if sock in ready:
                     frames = sock.recv_multipart(copy=False)
                     heard = heard_this_interval = True
                     self.last_heard = time.monotonic()
@@ -190,6 +251,9 @@ class Worker:
             self._finish()
             return heard
         finally:
+            sock.disable_monitor()
+            self._monitor.close(linger=0)
+            self._monitor = None
             sock.close()
             self.socket = None
 
