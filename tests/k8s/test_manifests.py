@@ -175,3 +175,35 @@ def test_entrypoint_seeds_the_numba_cache_and_runs_the_cli(tmp_path):
     assert "--connect" in result.stdout
     assert (cache / "kernels" / "index.nbi").read_bytes() == b"cache"
     assert (cache / ".seeded").exists()
+
+
+def test_curve_keys_come_from_an_optional_secret_the_worker_reads_when_enabled(monkeypatch):
+    """The Secret is optional (pods run without it); uncommenting the ConfigMap's two CURVE
+    lines points the worker's --curve-* options (by environment) into its mount."""
+    spec = resources()["Deployment"]["spec"]["template"]["spec"]
+    volume = next(v for v in spec["volumes"] if "secret" in v)
+    assert volume["secret"]["optional"] is True
+    assert volume["secret"]["defaultMode"] & 0o007 == 0  # not world-readable
+    mount = next(m for m in worker_container()["volumeMounts"] if m["name"] == volume["name"])
+    assert mount["readOnly"] is True
+    text = (K8S / "configmap.yaml").read_text()
+    assert "\n  FLASHALPHA_WORKER_CURVE" not in text  # off by default
+    enabled = yaml.safe_load(
+        text.replace("  # FLASHALPHA_WORKER_CURVE", "  FLASHALPHA_WORKER_CURVE")
+    )
+    environment = enabled["data"]
+    for name in ("FLASHALPHA_WORKER_CURVE_SERVER_KEY", "FLASHALPHA_WORKER_CURVE_KEY"):
+        assert os.path.dirname(environment[name]) == mount["mountPath"]
+        monkeypatch.setenv(name, environment[name])
+    argv = [expand(a, environment) for a in worker_container()["args"]]
+    args = build_parser().parse_args(argv)
+    assert args.curve_server_key == f"{mount['mountPath']}/server.key"
+    assert args.curve_key == f"{mount['mountPath']}/worker.key_secret"
+    # The file names are the Secret's keys, as OPERATIONS.md creates them.
+    operations = (ROOT / "docs" / "OPERATIONS.md").read_text()
+    assert f"secret generic {volume['secret']['secretName']}" in operations
+    assert (
+        "--from-file=server.key=" in operations and "--from-file=worker.key_secret=" in operations
+    )
+    for document in documents(K8S / "deployment.yaml"):
+        kubernetes_validate.validate(document, KUBERNETES_VERSIONS[0], strict=True)
