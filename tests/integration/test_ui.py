@@ -128,6 +128,8 @@ def test_chain_fills_updates_and_deep_links(ui):
     # The start page picks SPY and puts it in the address bar.
     page.wait_for_url(re.compile(r"/chain/SPY$"))
     wait_status(page, "connected")
+    # JSON unless asked otherwise: Chromium parses it faster than MessagePack is decoded.
+    assert page.get_by_test_id("connection-status").get_attribute("data-protocol") == "json"
     page.wait_for_function(
         "document.querySelectorAll('[data-testid=chain-body] [role=row]').length >= 20"
     )
@@ -180,6 +182,33 @@ def test_chain_fills_updates_and_deep_links(ui):
     following = tabs.nth(index + 1).get_attribute("data-expiry")
     page.keyboard.press("ArrowRight")
     page.wait_for_url(re.compile(rf"/chain/SPY\?expiry={following}$"))
+
+
+def test_messagepack_protocol(ui):
+    """`?protocol=messagepack` switches the hub to MessagePack for the tab's session: the SPX
+    chain (24k contracts, the largest snapshot of the demo market) fills and updates."""
+    _, ui_page = ui
+    page = ui_page.page
+    ui_page.goto("/chain/SPX?protocol=messagepack")
+    page.wait_for_selector("[data-testid=connection-status][data-protocol=messagepack]")
+    wait_status(page, "connected")
+    page.wait_for_function(
+        "document.querySelectorAll('[data-testid=chain-body] [role=row]').length >= 20"
+    )
+    seq = page.get_by_test_id("chain-seq").inner_text()
+    page.wait_for_function(
+        "(s) => document.querySelector('[data-testid=chain-seq]').innerText !== s", arg=seq
+    )
+    assert re.fullmatch(r"[\d,]+\.\d\d", page.get_by_test_id("chain-spot").inner_text())
+    # The choice outlives in-app navigation and reloads; ?protocol=json goes back.
+    page.reload()
+    page.wait_for_selector("[data-testid=connection-status][data-protocol=messagepack]")
+    ui_page.goto("/chain/SPX?protocol=json")
+    page.wait_for_selector("[data-testid=connection-status][data-protocol=json]")
+    wait_status(page, "connected")
+    page.wait_for_function(
+        "document.querySelectorAll('[data-testid=chain-body] [role=row]').length >= 20"
+    )
 
 
 def test_unknown_underlying_is_named(ui):

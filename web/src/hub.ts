@@ -1,6 +1,16 @@
 /**
- * The market hub client: one SignalR connection (`@microsoft/signalr`, JSON protocol) shared by
- * every view, and one RowStore per topic.
+ * The market hub client: one SignalR connection (`@microsoft/signalr`) shared by every view, and
+ * one RowStore per topic.
+ *
+ * The wire format is SignalR's JSON hub protocol unless the page asks for MessagePack
+ * (`?protocol=messagepack`, kept for the tab's session; `?protocol=json` goes back). MessagePack
+ * frames are a third smaller, but Chromium's native JSON.parse decodes an SPX snapshot (24k rows)
+ * about three times faster than the JavaScript MessagePack decoder, and decoding is what blocks
+ * the page (`npm run bench`; docs/ARCHITECTURE.md has the figures). The MessagePack protocol is
+ * a separate chunk, fetched only when selected. Both yield the same rows: maps become plain
+ * objects, nil becomes null, and 64-bit integers (the ns timestamps `quote_ts`, `greeks_ts`,
+ * `spot_ts`) become the nearest double, as JSON.parse makes them: above 2^53 they are exact to
+ * 256 ns, which nothing here relies on (the seq logic uses `seq`, far below 2^53).
  *
  * Views retain a topic while they show it; the first retain invokes `Subscribe(topic)` and the
  * snapshot it returns replaces the topic's store. `update` messages are merged into the store of
@@ -14,12 +24,44 @@ import {
   type HubConnection,
   HubConnectionBuilder,
   HubConnectionState,
+  type IHubProtocol,
+  JsonHubProtocol,
   LogLevel,
 } from "@microsoft/signalr";
 import { RowStore } from "./model/store";
 import type { ContractRow, TopicMessage, UnderlyingRow } from "./model/types";
 
 export type ConnectionStatus = "connecting" | "connected" | "reconnecting" | "disconnected";
+
+/** The hub protocol's name, as the SignalR handshake spells it. */
+export type WireProtocol = "messagepack" | "json";
+
+const PROTOCOL_STORAGE = "flashalpha.protocol";
+
+/** The protocol pages use unless told otherwise: the one that decodes faster in the browser. */
+export const DEFAULT_PROTOCOL: WireProtocol = "json";
+
+/**
+ * The hub protocol of this page: DEFAULT_PROTOCOL unless `?protocol=json|messagepack` asks for
+ * another; the choice is kept in the tab's sessionStorage (in-app navigation rewrites the
+ * address bar, a reload keeps the protocol).
+ */
+export function wireProtocol(
+  search: string,
+  session: Pick<Storage, "getItem" | "setItem">,
+): WireProtocol {
+  const asked = new URLSearchParams(search).get("protocol")?.toLowerCase();
+  if (asked === "json" || asked === "messagepack") session.setItem(PROTOCOL_STORAGE, asked);
+  const kept = session.getItem(PROTOCOL_STORAGE);
+  return kept === "json" || kept === "messagepack" ? kept : DEFAULT_PROTOCOL;
+}
+
+/** The SignalR protocol object; MessagePack's decoder is loaded on first use. */
+export async function hubProtocol(protocol: WireProtocol): Promise<IHubProtocol> {
+  if (protocol === "json") return new JsonHubProtocol();
+  const { MessagePackHubProtocol } = await import("@microsoft/signalr-protocol-msgpack");
+  return new MessagePackHubProtocol();
+}
 
 const RELEASE_DELAY_MS = 10_000;
 const MAX_RETRY_DELAY_MS = 5_000;
@@ -69,7 +111,11 @@ export class MarketHub {
   private startTimer: ReturnType<typeof setTimeout> | null = null;
   private stopped = false;
 
-  constructor(url: string, apiKey: string | null) {
+  /** The hub protocol's name ("json" or "messagepack"). */
+  readonly protocol: string;
+
+  constructor(url: string, apiKey: string | null, protocol: IHubProtocol = new JsonHubProtocol()) {
+    this.protocol = protocol.name;
     this.connection = new HubConnectionBuilder()
       .withUrl(url, {
         transport: HttpTransportType.WebSockets,
@@ -80,6 +126,7 @@ export class MarketHub {
       .withAutomaticReconnect({
         nextRetryDelayInMilliseconds: (context) => retryDelay(context.previousRetryCount),
       })
+      .withHubProtocol(protocol)
       .configureLogging(LogLevel.Warning)
       .build();
     this.connection.on("update", (message: TopicMessage<object>) => this.onUpdate(message));

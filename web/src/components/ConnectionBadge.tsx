@@ -16,7 +16,8 @@ export function ConnectionBadge({ hub }: { hub: MarketHub }) {
       className={`connection connection-${status}`}
       data-testid="connection-status"
       data-status={status}
-      title={hub.lastError ?? `hub ${status}`}
+      data-protocol={hub.protocol}
+      title={hub.lastError ?? `hub ${status} (${hub.protocol})`}
     >
       <span className="connection-dot" />
       {LABELS[status]}
