@@ -535,6 +535,11 @@ class PolygonFeed:
         self.plan_ready = asyncio.Event()
         self.quote_rows = np.empty(0, np.uint32)
         self._topics: list[list[str]] = [[] for _ in self.links]
+        #: Rows quoted as cover for a stale feed (`cover`), by the link that holds them.
+        self.covering: dict[int, int] = {}
+        self.covered = 0
+        self.released = 0
+        self._session_change: asyncio.Future | None = None
         self._backfill_wanted = asyncio.Event()
         self._rest_spots: dict[int, float] = {}
         self.last_backfill_started = 0.0
@@ -650,7 +655,8 @@ class PolygonFeed:
     def cover(self, rows: np.ndarray) -> int:
         """Also quote `rows` (another feed went stale for them), as far as the links have room.
 
-        Returns how many were added. Added topics stay for the links' later sessions.
+        Returns how many were added. Added topics stay for the links' later sessions, until
+        `uncover` releases them.
         """
         planned = set(self.quote_rows.tolist())
         wanted = [int(r) for r in rows.tolist() if int(r) not in planned]
@@ -664,14 +670,71 @@ class PolygonFeed:
             topics = [f"Q.O:{self.registry.contract(r).compact()}" for r in take]
             self._topics[index].extend(topics)
             self.quote_rows = np.concatenate([self.quote_rows, np.array(take, np.uint32)])
+            self.covering.update(dict.fromkeys(take, index))
             added += len(take)
-            if link.ws is not None and link.state is LinkState.STREAMING:
-                link.topics.extend(topics)
-                task = asyncio.ensure_future(link.send_topics(link.ws, "subscribe", topics))
-                task.add_done_callback(lambda t: t.cancelled() or t.exception())
+            self._change_session(link, "subscribe", topics)
         if added:
+            self.covered += added
             log.warning("polygon: now also quoting %d contracts for a stale feed", added)
         return added
+
+    def uncover(self, rows: np.ndarray) -> int:
+        """Stop quoting those of `rows` that `cover` added (the stale feed is back).
+
+        Rows of the plan are never released. Returns how many were released.
+        """
+        by_link: dict[int, list[int]] = {}
+        for row in rows.tolist():
+            index = self.covering.pop(int(row), None)
+            if index is not None:
+                by_link.setdefault(index, []).append(int(row))
+        if not by_link:
+            return 0
+        released = []
+        for index, taken in sorted(by_link.items()):
+            topics = [f"Q.O:{self.registry.contract(r).compact()}" for r in taken]
+            gone = set(topics)
+            self._topics[index] = [t for t in self._topics[index] if t not in gone]
+            released.extend(taken)
+            self._change_session(self.links[index], "unsubscribe", topics)
+        self.quote_rows = self.quote_rows[~np.isin(self.quote_rows, released)]
+        self.released += len(released)
+        log.info("polygon: no longer quoting %d contracts covered for a stale feed", len(released))
+        return len(released)
+
+    def _change_session(self, link: PolygonLink, action: str, topics: list[str]) -> None:
+        """(Un)subscribe `topics` on `link`'s open session, if any, in the order of the calls.
+
+        A session still subscribing sends the topics it copied at its start; the change is sent
+        once it streams, for the topics that copy lacks (subscribe) or holds (unsubscribe).
+        Without a session there is nothing to send: the next one subscribes `_topics`.
+        """
+        ws = link.ws
+        if ws is None:
+            return
+        previous = self._session_change
+
+        async def send() -> None:
+            if previous is not None and not previous.done():
+                await asyncio.wait({previous})
+            while link.ws is ws and link.state is not LinkState.STREAMING:
+                await asyncio.sleep(0.05)
+            if link.ws is not ws:
+                return
+            held = set(link.topics)
+            if action == "subscribe":
+                todo = [t for t in topics if t not in held]
+                link.topics.extend(todo)
+            else:
+                todo = [t for t in topics if t in held]
+                gone = set(todo)
+                link.topics = [t for t in link.topics if t not in gone]
+            if todo:
+                await link.send_topics(ws, action, todo)
+
+        task = asyncio.ensure_future(send())
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        self._session_change = task
 
     def _live_rows(self, uid: int, today: int) -> np.ndarray:
         rows = self.registry.rows_of_underlying(uid)
@@ -785,6 +848,9 @@ class PolygonFeed:
             "healthy": self.healthy(),
             "underlyings": list(self.underlyings),
             "quote_contracts": len(self.quote_rows),
+            "covering": len(self.covering),
+            "covered": self.covered,
+            "released": self.released,
             "contracts_listed": len(self.decoder.resolver),
             "registered_on_the_fly": self.decoder.resolver.registered,
             "aggregates": self.decoder.aggregates,

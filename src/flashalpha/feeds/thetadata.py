@@ -429,6 +429,8 @@ class ThetaLink(WebSocketLink):
         self.upstream = "UNKNOWN"
         self.streams = 0
         self.max_streams_hit = False
+        #: The session's task requesting every planned stream (`_subscribe`).
+        self.subscriber: asyncio.Task | None = None
 
     async def session(self, ws: Any) -> None:
         feed = self.feed
@@ -438,7 +440,9 @@ class ThetaLink(WebSocketLink):
         initial = not feed.plan_ready.is_set()
         self.max_streams_hit = False
         await feed.plan_ready.wait()
-        sender = asyncio.create_task(self._subscribe(ws), name="thetadata-subscribe")
+        sender = self.subscriber = asyncio.create_task(
+            self._subscribe(ws), name="thetadata-subscribe"
+        )
         if not initial and feed.last_backfill_started < connected_at:
             feed.request_backfill()
         try:
@@ -561,6 +565,11 @@ class ThetaDataFeed:
         self.quote_rows = np.empty(0, np.uint32)
         self.quote_contracts: list[dict] = []
         self.trade_contracts: list[dict] = []
+        #: Rows streamed as cover for a stale feed (`cover`).
+        self.covering: set[int] = set()
+        self.covered = 0
+        self.released = 0
+        self._session_change: asyncio.Future | None = None
         self._backfill_wanted = asyncio.Event()
         self._rest_spots: dict[int, float] = {}
         self.last_backfill_started = 0.0
@@ -659,7 +668,10 @@ class ThetaDataFeed:
         )
 
     def cover(self, rows: np.ndarray) -> int:
-        """Also stream quotes of `rows` (another feed went stale for them), within the limit."""
+        """Also stream quotes of `rows` (another feed went stale for them), within the limit.
+
+        Returns how many were added; they stay for later sessions until `uncover`.
+        """
         planned = set(self.quote_rows.tolist())
         room = self.config.quote_streams - len(self.quote_contracts)
         take = [int(r) for r in rows.tolist() if int(r) not in planned][: max(room, 0)]
@@ -668,19 +680,66 @@ class ThetaDataFeed:
         contracts = [self.registry.contract(r).thetadata() for r in take]
         self.quote_contracts.extend(contracts)
         self.quote_rows = np.concatenate([self.quote_rows, np.array(take, np.uint32)])
-        link = self.link
-        if link.ws is not None and link.state is LinkState.STREAMING:
-
-            async def send() -> None:
-                for contract in contracts:
-                    await link.ws.send(link.request("STREAM", "QUOTE", True, contract))
-
-            task = asyncio.ensure_future(send())
-            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        self.covering.update(take)
+        self.covered += len(take)
+        if self.link.state is LinkState.STREAMING:
+            self._change_session(True, contracts)
         log.warning(
             "thetadata: now also streaming quotes of %d contracts for a stale feed", len(take)
         )
         return len(take)
+
+    def uncover(self, rows: np.ndarray) -> int:
+        """Stop the quote streams of those of `rows` that `cover` added (the stale feed is
+        back): ``add: false`` requests. Rows of the plan are never released; returns how many
+        were released."""
+        release = {int(r) for r in rows.tolist()} & self.covering
+        if not release:
+            return 0
+        self.covering -= release
+        gone = np.isin(self.quote_rows, np.fromiter(release, np.int64, len(release))).tolist()
+        contracts = [c for c, drop in zip(self.quote_contracts, gone, strict=True) if drop]
+        # A new list: a session's subscriber may be iterating the old one (see below).
+        self.quote_contracts = [
+            c for c, drop in zip(self.quote_contracts, gone, strict=True) if not drop
+        ]
+        self.quote_rows = self.quote_rows[~np.asarray(gone, bool)]
+        self.released += len(release)
+        self._change_session(False, contracts)
+        log.info(
+            "thetadata: stopped the quote streams of %d contracts covered for a stale feed",
+            len(release),
+        )
+        return len(release)
+
+    def _change_session(self, add: bool, contracts: list[dict]) -> None:
+        """Request (`add`) or stop quote streams on the open session, in the order of calls.
+
+        A stop waits for the session's own subscriber, which may still be requesting the list
+        it started with, so that the stop comes after that stream's request.
+        """
+        link = self.link
+        ws = link.ws
+        if ws is None:
+            return  # the next session requests `quote_contracts` as they are then
+        previous = self._session_change
+        subscriber = link.subscriber
+
+        async def send() -> None:
+            if previous is not None and not previous.done():
+                await asyncio.wait({previous})
+            if not add and subscriber is not None and not subscriber.done():
+                await asyncio.wait({subscriber})
+            for index, contract in enumerate(contracts):
+                if link.ws is not ws:
+                    return
+                await ws.send(link.request("STREAM", "QUOTE", add, contract))
+                if index % 256 == 255:
+                    await asyncio.sleep(0)
+
+        task = asyncio.ensure_future(send())
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        self._session_change = task
 
     # -- backfill ----------------------------------------------------------------------------
 
@@ -857,6 +916,9 @@ class ThetaDataFeed:
             "healthy": self.healthy(),
             "underlyings": list(self.underlyings),
             "quote_contracts": len(self.quote_contracts),
+            "covering": len(self.covering),
+            "covered": self.covered,
+            "released": self.released,
             "trade_contracts": len(self.trade_contracts),
             "contracts_listed": len(self.decoder.resolver),
             "registered_on_the_fly": self.decoder.resolver.registered,
