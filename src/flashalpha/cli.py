@@ -402,11 +402,20 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _feed_lines(feed: dict) -> list[str]:
-    """One line per live feed: health, rate, lag, reconnects (and the arbiter's leader)."""
+    """One line per live feed: health, rate, lag, reconnects (and the arbiter's leader, and
+    which feed covers contracts for which stale one)."""
     feeds = feed.get("feeds") or ({feed["name"]: feed} if "links" in feed else {})
     lines = []
     if "leading" in feed:
         lines.append(f"arbiter     leading {feed['leading']}  failovers {feed['failovers']}")
+        for name, item in feeds.items():
+            covering = item.get("covering_for") or {}
+            if covering or item.get("rows_handed_back"):
+                lines.append(
+                    f"  {name:<12} covering "
+                    + (", ".join(f"{n} for {stale}" for stale, n in covering.items()) or "none")
+                    + f"  handed back {item.get('rows_handed_back', 0)}"
+                )
     for name, item in feeds.items():
         for link in item.get("links", []):
             lag = link.get("lag_s", {})

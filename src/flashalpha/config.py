@@ -120,6 +120,10 @@ class ArbiterConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     failover_after: float = 5.0
     #: Seconds a trade is remembered to drop the other feed's copy of it.
     duplicate_window: float = 10.0
+    #: Seconds a failed-over feed must stay healthy before the contracts another feed covered
+    #: for it are handed back (no less than the feeds' `stale_after`, so that a reconnect to a
+    #: silent upstream is seen as stale again first; Polygon's is 30).
+    release_after: float = 30.0
 
 
 class MarketConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

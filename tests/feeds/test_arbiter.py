@@ -7,6 +7,7 @@ import pytest
 
 from flashalpha.config import PolygonConfig, ThetaDataConfig
 from flashalpha.feeds.arbiter import Arbiter, TradeDeduplicator, trade_keys
+from flashalpha.feeds.fakes import ScriptedMarket
 from flashalpha.feeds.polygon import PolygonFeed
 from flashalpha.feeds.thetadata import ThetaDataFeed
 from flashalpha.instruments import InstrumentRegistry
@@ -110,3 +111,160 @@ def test_coverage_and_leader(arbiter):
 def test_backfill_records_pass_through(arbiter):
     batch = TickBatch(open_interest=np.zeros(3, TickBatch.empty().open_interest.dtype))
     assert len(arbiter.merge(1, batch).open_interest) == 3
+
+
+# -- handing covered contracts back -----------------------------------------------------------
+
+
+@pytest.fixture
+def market():
+    """66 SPY contracts (3 expiries x 11 strikes x 2 rights), as the fake servers list them."""
+    return ScriptedMarket({"SPY": 500.0})
+
+
+def planned(feed):
+    feed.make_plan()
+    return feed.quote_rows.copy()
+
+
+def live_quotes(rows, ts):
+    batch = quotes(rows, [ts] * len(rows))
+    batch.source = "live"
+    return batch
+
+
+def test_a_covered_row_is_handed_back_once_the_stale_feed_quotes_it_again(market):
+    clock = Clock()
+    polygon = PolygonFeed(market.registry, PolygonConfig(api_key="k", quote_expiries=1), ("SPY",))
+    theta = ThetaDataFeed(market.registry, ThetaDataConfig(), ("SPY",))
+    own, everything = planned(polygon), planned(theta)
+    assert len(own) == 22 and len(everything) == 66
+    arbiter = Arbiter([polygon, theta], failover_after=2.0, clock=clock, release_after=10.0)
+    arbiter.observe([True, True])
+    arbiter.merge(0, live_quotes(own, 1))
+    arbiter.merge(1, live_quotes(everything, 1))
+    extra = np.setdiff1d(everything, own)
+
+    clock.now += 1.0
+    arbiter.observe([True, False])  # thetadata went stale: polygon covers the other 44
+    assert sorted(polygon.covering) == extra.tolist()
+    assert arbiter.status()["feeds"]["polygon"]["covering_for"] == {"thetadata": 44}
+
+    # Flapping: back for a moment, stale again; nothing is handed back or asked twice.
+    for _ in range(3):
+        clock.now += 1.0
+        arbiter.observe([True, True])
+        clock.now += 1.0
+        arbiter.observe([True, False])
+    assert len(polygon.covering) == 44 and polygon.covered == 44 and arbiter.released == [0, 0]
+
+    clock.now += 1.0
+    arbiter.observe([True, True])
+    back = clock.now
+    requoted, only_polygon = extra[:22], extra[22:33]  # extra[33:]: quiet, nobody quotes them
+    clock.now += 1.0
+    arbiter.merge(1, live_quotes(requoted, 2))
+    arbiter.merge(0, live_quotes(np.concatenate([own, requoted, only_polygon]), 3))
+    clock.now = back + 9.9
+    arbiter.observe([True, True])  # within the hold-off
+    assert len(polygon.covering) == 44
+    clock.now = back + 10.1
+    arbiter.observe([True, True])
+    # Re-quoted and quiet rows go back; a row only the cover still delivers stays covered.
+    assert sorted(polygon.covering) == only_polygon.tolist()
+    assert arbiter.released == [33, 0] and polygon.released == 33
+    assert set(own.tolist()) <= set(polygon.quote_rows.tolist())
+
+    clock.now += 1.0
+    arbiter.merge(1, live_quotes(only_polygon, 4))
+    arbiter.observe([True, True])
+    assert polygon.covering == {} and polygon.quote_rows.tolist() == own.tolist()
+    status = arbiter.status()["feeds"]["polygon"]
+    assert status["covering_for"] == {} and status["covering"] == 0
+    assert status["rows_handed_back"] == 44 and status["released"] == 44 and status["covered"] == 44
+    assert polygon.topics_for(0)[:22] == [t for t in polygon.topics_for(0) if t.startswith("Q.")]
+
+
+def test_a_row_covered_for_two_stale_feeds_goes_back_when_neither_needs_it(market):
+    clock = Clock()
+    polygon = PolygonFeed(market.registry, PolygonConfig(api_key="k", quote_expiries=1), ("SPY",))
+    theta = ThetaDataFeed(market.registry, ThetaDataConfig(), ("SPY",))
+    other = ThetaDataFeed(market.registry, ThetaDataConfig(), ("SPY",))
+    other.name = "thetadata-2"
+    own, everything = planned(polygon), planned(theta)
+    planned(other)
+    extra = np.setdiff1d(everything, own)
+    arbiter = Arbiter([polygon, theta, other], failover_after=2.0, clock=clock, release_after=5.0)
+    arbiter.observe([True, True, True])
+    for index in (1, 2):
+        arbiter.merge(index, live_quotes(everything, 1))
+    clock.now += 1.0
+    arbiter.observe([True, False, False])
+    assert sorted(polygon.covering) == extra.tolist()
+    covering = arbiter.status()["feeds"]["polygon"]["covering_for"]
+    assert covering == {"thetadata": 44, "thetadata-2": 44}
+
+    arbiter.observe([True, True, False])
+    clock.now += 1.0
+    arbiter.merge(1, live_quotes(everything, 2))
+    arbiter.merge(0, live_quotes(extra, 2))  # the cover delivers them: not quiet
+    clock.now += 10.0
+    arbiter.observe([True, True, False])  # thetadata is back, thetadata-2 still needs them
+    assert len(polygon.covering) == 44 and arbiter.released[0] == 0
+    assert arbiter.status()["feeds"]["polygon"]["covering_for"] == {"thetadata-2": 44}
+
+    arbiter.observe([True, True, True])
+    clock.now += 1.0
+    arbiter.merge(2, live_quotes(everything, 3))
+    clock.now += 10.0
+    arbiter.observe([True, True, True])
+    assert polygon.covering == {} and arbiter.released[0] == 44
+
+
+def test_uncover_releases_only_covered_rows_never_the_plan(market):
+    polygon = PolygonFeed(
+        market.registry,
+        PolygonConfig(api_key="k", quote_expiries=1, connections=2, quotes_per_connection=33),
+        ("SPY",),
+    )
+    theta = ThetaDataFeed(market.registry, ThetaDataConfig(quote_expiries=1), ("SPY",))
+    everything = np.arange(market.registry.count, dtype=np.uint32)
+    for feed in (polygon, theta):
+        own = planned(feed)
+        contracts = list(getattr(feed, "quote_contracts", []))
+        assert feed.cover(everything) == 44  # polygon: 11 more on link 0, 33 on link 1
+        assert feed.uncover(own) == 0
+        assert feed.uncover(everything) == 44 and feed.uncover(everything) == 0
+        assert feed.quote_rows.tolist() == own.tolist() and feed.covering in ({}, set())
+        assert feed.status()["released"] == 44 and feed.status()["covering"] == 0
+        if feed is theta:
+            assert feed.quote_contracts == contracts
+    assert [len([t for t in polygon.topics_for(i) if t.startswith("Q.")]) for i in (0, 1)] == [
+        22,
+        0,
+    ]
+
+
+def test_a_reconnect_between_two_checks_starts_the_hold_off_again(market):
+    clock = Clock()
+    polygon = PolygonFeed(market.registry, PolygonConfig(api_key="k", quote_expiries=1), ("SPY",))
+    theta = ThetaDataFeed(market.registry, ThetaDataConfig(), ("SPY",))
+    planned(polygon)
+    everything = planned(theta)
+    arbiter = Arbiter([polygon, theta], failover_after=2.0, clock=clock, release_after=10.0)
+    arbiter.observe([True, True], [1, 1])
+    arbiter.merge(1, live_quotes(everything, 1))
+    clock.now += 1.0
+    arbiter.observe([True, False], [1, 1])
+    assert len(polygon.covering) == 44
+    arbiter.observe([True, True], [1, 2])
+    for step in range(2, 8):  # re-quoting, but reconnecting unseen between checks
+        clock.now += 3.0
+        arbiter.merge(1, live_quotes(everything, step))
+        arbiter.observe([True, True], [1, 2 + step])
+    assert len(polygon.covering) == 44 and arbiter.released == [0, 0]
+    clock.now += 3.0
+    arbiter.merge(1, live_quotes(everything, 9))
+    clock.now += 8.0
+    arbiter.observe([True, True], [1, 9])  # no reconnect for 11 s, quoting all along
+    assert polygon.covering == {} and arbiter.released == [44, 0]

@@ -16,6 +16,16 @@ The arbiter watches each feed's health and, per contract, which feed delivered i
 that turns stale is reported (`failovers`), and if the healthy feed can widen its subscriptions
 (`cover(rows)`) it is asked to take over the stale feed's contracts. `status()` shows each
 feed's health and which one is leading (the healthy one delivering most of the passed events).
+
+Covering is handed back: the arbiter records, per covering feed, which rows it holds on behalf
+of which stale feed. Once that feed has been healthy without a break (a reconnect between two
+checks is one) for `release_after` seconds, a row is released (`uncover(rows)`) when the feed
+quotes it again, or when nothing came through the cover since the feed came back (a quiet
+contract). A row that only the covering feed still quotes stays covered. A row covered for
+several stale feeds is released when none of them needs it, and never a row of the covering
+feed's own plan. The hold-off is the hysteresis: a feed that flaps (reconnects, streams a
+little, goes stale again) never stays healthy long enough to be handed back, so the cover is
+not dropped and requested again on every flap.
 """
 
 from __future__ import annotations
@@ -96,6 +106,7 @@ class Arbiter:
         failover_after: float = 5.0,
         duplicate_window: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        release_after: float = 30.0,
     ) -> None:
         if len(feeds) < 1:
             raise ValueError("the arbiter needs at least one feed")
@@ -113,6 +124,14 @@ class Arbiter:
         self.failovers = 0
         self.leader: str | None = None
         self._healthy = [False] * len(feeds)
+        self.release_after = release_after
+        #: When each feed last turned healthy (arbiter clock); None while it is not.
+        self._healthy_since: list[float | None] = [None] * len(feeds)
+        self._sessions = [0] * len(feeds)
+        #: Per covering feed: stale feed -> rows (sorted uint32) it covers on that one's behalf.
+        self._covering: list[dict[int, np.ndarray]] = [{} for _ in feeds]
+        #: Rows each feed handed back (`uncover`).
+        self.released = [0] * len(feeds)
         self._emit: Callable[[TickBatch], None] | None = None
 
     # -- wiring ------------------------------------------------------------------------------
@@ -208,16 +227,36 @@ class Arbiter:
         return np.flatnonzero(seen > self._clock() - self.failover_after).astype(np.uint32)
 
     def check(self) -> None:
-        """Update health and the leader; fail over the contracts of a feed that went stale."""
-        healthy = [bool(feed.healthy()) for feed in self.feeds]
+        """Update health and the leader; fail over a stale feed's contracts, hand them back."""
+        self.observe(
+            [bool(feed.healthy()) for feed in self.feeds],
+            [
+                sum(getattr(link, "sessions", 0) for link in getattr(feed, "links", ()))
+                for feed in self.feeds
+            ],
+        )
+
+    def observe(self, healthy: Sequence[bool], sessions: Sequence[int] | None = None) -> None:
+        """`check` with each feed's health given (True: streaming and not stale), and the
+        sessions its links opened so far: a feed that reconnected between two checks was
+        not healthy all along, even if both checks found it healthy."""
+        healthy = list(healthy)
+        sessions = list(sessions) if sessions is not None else list(self._sessions)
+        now = self._clock()
         for index, feed in enumerate(self.feeds):
             if self._healthy[index] and not healthy[index]:
                 self.failovers += 1
+                self._healthy_since[index] = None
                 self._fail_over(index, healthy)
-            elif healthy[index] and not self._healthy[index] and self.failovers:
-                log.info("arbiter: %s is healthy again", feed.name)
+            elif healthy[index] and not self._healthy[index]:
+                self._healthy_since[index] = now
+                if self.failovers:
+                    log.info("arbiter: %s is healthy again", feed.name)
+            elif healthy[index] and sessions[index] != self._sessions[index]:
+                self._healthy_since[index] = now  # the hold-off starts again
         self._healthy = healthy
-        now = self._clock()
+        self._sessions = sessions
+        self._hand_back(healthy)
         elapsed = max(now - self._recent_at, 1e-9)
         rates = [count / elapsed for count in self._recent]
         if elapsed >= self.failover_after:
@@ -243,11 +282,55 @@ class Arbiter:
             names,
         )
         for index in survivors:
+            feed = self.feeds[index]
             mine = self._last_seen[index][rows] > self._clock() - self.failover_after
             missing = rows[~mine]
-            cover = getattr(self.feeds[index], "cover", None)
+            cover = getattr(feed, "cover", None)
             if len(missing) and callable(cover):
                 cover(missing)
+            # Every row of the stale feed this one holds as cover, including rows it already
+            # covers for another stale feed: each is released only when neither needs it.
+            held = _cover_rows(feed)
+            if held is not None and len(rows):
+                taken = rows[np.isin(rows, held)]
+                if len(taken):
+                    covering = self._covering[index]
+                    before = covering.get(stale, np.empty(0, np.uint32))
+                    covering[stale] = np.union1d(before, taken).astype(np.uint32)
+
+    def _hand_back(self, healthy: list[bool]) -> None:
+        """Release covered rows of feeds that came back (see the module docstring)."""
+        now = self._clock()
+        for index, covering in enumerate(self._covering):
+            done: dict[int, np.ndarray] = {}
+            for stale, rows in covering.items():
+                since = self._healthy_since[stale]
+                if not healthy[stale] or since is None or now - since < self.release_after:
+                    continue
+                quoted_again = self._last_seen[stale][rows] >= since
+                quiet = self._last_seen[index][rows] < since
+                done[stale] = quoted_again | quiet
+            if not any(mask.any() for mask in done.values()):
+                continue
+            finished = np.concatenate([covering[s][mask] for s, mask in done.items()])
+            for stale, mask in done.items():
+                covering[stale] = covering[stale][~mask]
+            needed = [rows for rows in covering.values() if len(rows)]
+            release = np.unique(finished)
+            if needed:
+                release = np.setdiff1d(release, np.concatenate(needed)).astype(np.uint32)
+            for stale in [s for s, rows in covering.items() if not len(rows)]:
+                del covering[stale]
+            feed = self.feeds[index]
+            held = _cover_rows(feed)
+            uncover = getattr(feed, "uncover", None)
+            if held is None or not callable(uncover):
+                continue
+            release = release[np.isin(release, held)]  # never a row of its own plan
+            if len(release):
+                released = int(uncover(release))
+                self.released[index] += released
+                log.info("arbiter: %s handed back %d covered contracts", feed.name, released)
 
     async def _watch(self) -> None:
         while True:
@@ -268,6 +351,12 @@ class Arbiter:
                 "passed": self.passed[index],
                 "duplicates_dropped": self.duplicates[index],
                 "older_dropped": self.older[index],
+                # Rows it quotes for each stale feed (its own "covering": rows held in all).
+                "covering_for": {
+                    self.feeds[stale].name: len(rows)
+                    for stale, rows in self._covering[index].items()
+                },
+                "rows_handed_back": self.released[index],
             }
         return {
             "name": self.name,
@@ -297,4 +386,18 @@ def make_live_feed(config: Any, registry: Any, kinds: Sequence[str]) -> Any:
         raise ValueError(f"feed listed twice in {','.join(kinds)!r}")
     if len(feeds) == 1:
         return feeds[0]
-    return Arbiter(feeds, config.arbiter.failover_after, config.arbiter.duplicate_window)
+    return Arbiter(
+        feeds,
+        config.arbiter.failover_after,
+        config.arbiter.duplicate_window,
+        release_after=config.arbiter.release_after,
+    )
+
+
+def _cover_rows(feed: Any) -> np.ndarray | None:
+    """The rows `feed` quotes as cover for other feeds (`feed.covering`), None if it cannot
+    hand rows back."""
+    covering = getattr(feed, "covering", None)
+    if covering is None:
+        return None
+    return np.fromiter(covering, np.int64, len(covering))
