@@ -48,6 +48,7 @@ def _block_black(x, s, block):
     b = np.empty(n)
     vega = np.empty(n)
     work = np.empty((WORK_ROWS, block))
+    rows = np.empty(block, dtype=np.int64)
     for start in range(0, n, block):
         m = min(block, n - start)
         xs = x[start : start + m].copy()
@@ -57,7 +58,7 @@ def _block_black(x, s, block):
             b_max[i] = math.exp(0.5 * xs[i])
         bb = np.empty(m)
         vv = np.empty(m)
-        black_and_vega_into(xs, b_max, ss, bb, vv, work, m)
+        black_and_vega_into(xs, b_max, ss, bb, vv, work, rows, m)
         b[start : start + m] = bb
         vega[start : start + m] = vv
     return b, vega

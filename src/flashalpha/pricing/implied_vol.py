@@ -42,7 +42,11 @@ from flashalpha.pricing.implied_vol_batch import (
     black_and_vega_into,
     exact,
     exact_inline,
+    guess_lane,
+    guesses_into,
     ln,
+    ln_exact,
+    ln_into,
 )
 from flashalpha.pricing.normal import erfcx, norm_cdf, norm_inv
 from flashalpha.pricing.normalized_black import (
@@ -51,7 +55,6 @@ from flashalpha.pricing.normalized_black import (
 )
 from flashalpha.pricing.rational_cubic import (
     control_for_left_second_derivative,
-    control_for_right_second_derivative,
     rational_cubic,
 )
 from flashalpha.pricing.status import (
@@ -141,7 +144,7 @@ def _tangent_point(beta: float, b_max: float, s_c: float, b_c: float, v_c: float
     return s_c + (b_max - b_c) / v_c
 
 
-@kernel
+@exact
 def _guess_from_points(
     beta: float,
     gap: float,
@@ -154,55 +157,25 @@ def _guess_from_points(
     b_side: float,
     v_side: float,
 ) -> tuple[float, int, float, float]:
-    """`_initial_guess` given b and vega at s_c and at the tangent point `s_side`."""
+    """`_initial_guess` given b and vega at s_c and at the tangent point `s_side`: the lower
+    and middle branches as `implied_vol_batch.guess_lane` (the block path's, the same bits),
+    the upper branch here."""
+    if beta < b_c or beta <= b_side:
+        return guess_lane(beta, x, s_c, b_c, v_c, s_side, b_side, v_side)
     # The guess needs no more than ~1e-3 relative accuracy: b_max - b is subtracted here.
-    s_left = 0.0
-    s_right = math.inf
-    if beta < b_c:
-        s_l, b_l, v_l = s_side, b_side, v_side
-        if beta < b_l:
-            branch = _LOWER
-            f_l, fp_l, fpp_l = _lower_map(x, s_l)
-            r = control_for_right_second_derivative(b_l, 0.0, f_l, 1.0, fp_l, fpp_l)
-            t = beta / b_l
-            f = rational_cubic(t, 1.0 - t, b_l, 0.0, f_l, 1.0, fp_l, r)
-            if not f > 0.0:  # round-off for extreme |x|: fall back to the quadratic
-                f = (f_l * t + b_l * (1.0 - t)) * t
-            s = _inverse_lower_map(x, f)
-            s_right = s_l
-        else:
-            branch = _MIDDLE
-            width = b_c - b_l
-            r = control_for_right_second_derivative(width, s_l, s_c, 1.0 / v_l, 1.0 / v_c, 0.0)
-            t = (beta - b_l) / width
-            s = rational_cubic(t, 1.0 - t, width, s_l, s_c, 1.0 / v_l, 1.0 / v_c, r)
-            s_left = s_l
-            s_right = s_c
-    else:
-        s_u, b_u, v_u = s_side, b_side, v_side
-        if beta <= b_u:
-            branch = _MIDDLE
-            width = b_u - b_c
-            r = control_for_left_second_derivative(width, s_c, s_u, 1.0 / v_c, 1.0 / v_u, 0.0)
-            t = (beta - b_c) / width
-            s = rational_cubic(t, 1.0 - t, width, s_c, s_u, 1.0 / v_c, 1.0 / v_u, r)
-            s_left = s_c
-            s_right = s_u
-        else:
-            branch = _UPPER
-            gap_u = b_max - b_u
-            f_u, fp_u, fpp_u = _upper_map(x, s_u)
-            r = control_for_left_second_derivative(gap_u, f_u, 0.0, fp_u, -0.5, fpp_u)
-            one_minus_t = gap / gap_u
-            t = 1.0 - one_minus_t
-            f = rational_cubic(t, one_minus_t, gap_u, f_u, 0.0, fp_u, -0.5, r)
-            if not f > 0.0:
-                f = (f_u * one_minus_t + 0.5 * gap_u * t) * one_minus_t
-            s = -2.0 * norm_inv(f)
-            s_left = s_u
+    s_u, b_u = s_side, b_side
+    gap_u = b_max - b_u
+    f_u, fp_u, fpp_u = _upper_map(x, s_u)
+    r = control_for_left_second_derivative(gap_u, f_u, 0.0, fp_u, -0.5, fpp_u)
+    one_minus_t = gap / gap_u
+    t = 1.0 - one_minus_t
+    f = rational_cubic(t, one_minus_t, gap_u, f_u, 0.0, fp_u, -0.5, r)
+    if not f > 0.0:
+        f = (f_u * one_minus_t + 0.5 * gap_u * t) * one_minus_t
+    s = -2.0 * norm_inv(f)
     if not (s > 0.0 and s < math.inf):
         s = s_c if s_c > 0.0 else 1.0
-    return s, branch, s_left, s_right
+    return s, _UPPER, s_u, math.inf
 
 
 @exact_inline
@@ -311,7 +284,7 @@ def normalized_implied_deviation(beta: float, gap: float, x: float) -> tuple[flo
     """
     s, branch, s_left, s_right = _initial_guess(beta, gap, x)
     b_max = math.exp(0.5 * x)
-    log_beta = ln(beta)
+    log_beta = ln_exact(beta)
     log_gap = math.log(gap)
     iterations = 0
     while iterations < MAX_ITERATIONS:
@@ -429,35 +402,34 @@ def _implied_vol_block(start, m, price, spot, strike, years, rate, div_yield, is
     for a in range(k):
         b_max_[a] = math.exp(0.5 * x_[a])
         s_c_[a] = math.sqrt(-2.0 * x_[a])
-    black_and_vega_into(x_, b_max_, s_c_, b_c_, v_c_, work, k)
+    black_and_vega_into(x_, b_max_, s_c_, b_c_, v_c_, work, rows[BLOCK:], k)
     for a in range(k):
         s_side_[a] = _tangent_point(beta_[a], b_max_[a], s_c_[a], b_c_[a], v_c_[a])
-    black_and_vega_into(x_, b_max_, s_side_, b_side_, v_side_, work, k)
+    black_and_vega_into(x_, b_max_, s_side_, b_side_, v_side_, work, rows[BLOCK:], k)
+    guess_rows = rows[BLOCK:]
+    guesses_into(beta_, x_, s_c_, b_c_, v_c_, s_side_, b_side_, v_side_, s_, branches, left_,
+                 right_, work, guess_rows, k)  # fmt: skip
     kept = 0
     for a in range(k):
-        x, beta, gap = x_[a], beta_[a], gap_[a]
-        s, branch, s_left, s_right = _guess_from_points(
-            beta, gap, x, b_max_[a], s_c_[a], b_c_[a], v_c_[a], s_side_[a], b_side_[a],
-            v_side_[a],
-        )  # fmt: skip
         j = rows[a]
-        if branch == _UPPER:
-            vol[j] = normalized_implied_deviation(beta, gap, x)[0] / math.sqrt(years[j])
+        x, beta = x_[a], beta_[a]
+        if branches[a] == _UPPER:
+            vol[j] = normalized_implied_deviation(beta, gap_[a], x)[0] / math.sqrt(years[j])
             continue
         rows[kept] = j
         x_[kept] = x
         b_max_[kept] = b_max_[a]
         beta_[kept] = beta
-        log_beta_[kept] = ln(beta)
-        branches[kept] = branch
-        s_[kept] = s
-        left_[kept] = s_left
-        right_[kept] = s_right
+        branches[kept] = branches[a]
+        s_[kept] = s_[a]
+        left_[kept] = left_[a]
+        right_[kept] = right_[a]
         kept += 1
     k = kept
+    ln_into(beta_, log_beta_, k)
     b_, v_, steps_ = b_c_, v_c_, b_side_
     for iteration in range(MAX_ITERATIONS):
-        black_and_vega_into(x_, b_max_, s_, b_, v_, work, k)
+        black_and_vega_into(x_, b_max_, s_, b_, v_, work, rows[BLOCK:], k)
         _updates_into(x_, s_, branches, beta_, log_beta_, b_, v_, left_, right_, steps_, k)
         last = iteration == MAX_ITERATIONS - 1
         kept = 0
@@ -498,7 +470,7 @@ def _implied_vol_loop(price, spot, strike, years, rate, div_yield, is_call, vol,
     for c in prange((n + BLOCK - 1) // BLOCK):
         state = np.empty((_STATE_ROWS, BLOCK))
         work = np.empty((BATCH_WORK_ROWS, BLOCK))
-        rows = np.empty(BLOCK, dtype=np.int64)
+        rows = np.empty(2 * BLOCK, dtype=np.int64)
         branches = np.empty(BLOCK, dtype=np.int64)
         start = c * BLOCK
         _implied_vol_block(start, min(BLOCK, n - start), price, spot, strike, years, rate,

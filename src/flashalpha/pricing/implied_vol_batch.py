@@ -23,7 +23,23 @@ from numba import types
 from numba.extending import intrinsic
 
 from flashalpha.pricing._jit import kernel
-from flashalpha.pricing.normal import _A, _B, _C, _D, _P, _Q, INV_SQRT_PI, INV_SQRT_TWO, SQRT_TWO_PI
+from flashalpha.pricing.normal import (
+    _A,
+    _B,
+    _C,
+    _D,
+    _P,
+    _PPND_A,
+    _PPND_B,
+    _PPND_C,
+    _PPND_D,
+    _PPND_E,
+    _PPND_F,
+    _Q,
+    INV_SQRT_PI,
+    INV_SQRT_TWO,
+    SQRT_TWO_PI,
+)
 from flashalpha.pricing.normalized_black import (
     _SMALL_T_ORDER,
     _SMALL_T_P,
@@ -33,15 +49,20 @@ from flashalpha.pricing.normalized_black import (
     SMALL_T,
     normalized_black_and_vega,
 )
+from flashalpha.pricing.rational_cubic import MAXIMUM_CONTROL, MINIMUM_CONTROL
 
-#: Rows of work space `black_and_vega_into` needs (each at least n doubles).
-WORK_ROWS = 2
+#: Rows of work space `black_and_vega_into` and `guesses_into` need (each at least n doubles).
+WORK_ROWS = 5
 
 _HALF_SQRT_TWO_PI = 0.5 * SQRT_TWO_PI
 _INV_SQRT_TWO_PI = 1.0 / SQRT_TWO_PI
 _LN2_HI = 6.93147180369123816490e-01
 _LN2_LO = 1.90821492927058770002e-10
 _INV_LN2 = 1.4426950408889634
+_SQRT_THREE = math.sqrt(3.0)
+_TWO_PI = 2.0 * math.pi
+_LOWER_MAP_SCALE = _TWO_PI / math.sqrt(27.0)
+_SQRT_PI_OVER_TWO = math.sqrt(math.pi / 2.0)
 
 #: Exact IEEE arithmetic, no FMA contraction: the same bits in every context.
 exact = kernel(fastmath=False)
@@ -102,6 +123,18 @@ def ln(x: float) -> float:
     result = -math.inf if x == 0.0 else result
     result = math.inf if x == math.inf else result
     return math.nan if not x >= 0.0 else result
+
+
+#: `ln` as a function of its own, for callers compiled with FMA contraction (inlined into them
+#: in numba's IR it would take their flags).
+ln_exact = exact(ln.py_func)
+
+
+@exact
+def ln_into(x: np.ndarray, out: np.ndarray, n: int) -> None:
+    """out[:n] = ln(x[:n]), vectorized (the bits of `ln_exact`)."""
+    for i in range(n):
+        out[i] = ln(x[i])
 
 
 @exact_inline
@@ -251,27 +284,209 @@ def black_and_vega(x: float, b_max: float, s: float) -> tuple[float, float]:
 
 
 @exact
-def black_and_vega_into(x, b_max, s, b, vega, work, n: int) -> None:
+def black_and_vega_into(x, b_max, s, b, vega, work, rows, n: int) -> None:
     """b[:n], vega[:n] = black_and_vega(x[:n], b_max[:n], s[:n]) over a block, vectorized (the
-    same bits). `work` is (WORK_ROWS, ≥ n) doubles; outputs must not alias inputs or `work`."""
-    special = work[0]
-    small = 0
+    same bits): the rows of each region gathered and evaluated branch-free. `work` is
+    (WORK_ROWS, ≥ n) doubles, `rows` ≥ n int64; outputs must not alias inputs or `work`."""
+    h_, t_, b_max_, vega_, value = work[0], work[1], work[2], work[3], work[4]
     for i in range(n):
         h = x[i] / s[i]
         t = 0.5 * s[i]
-        small += 1 if t < SMALL_T else 0
-        special[i] = 0.0 if _regular(s[i], h, t) else 1.0
-    series = work[1]
-    if small > 0:
+        vega[i] = _INV_SQRT_TWO_PI * _exp(-0.5 * (h * h + t * t))
+    for small in (True, False):
+        m = 0
         for i in range(n):
-            series[i] = _small_t_bracket(x[i] / s[i], 0.5 * s[i], True)
+            h = x[i] / s[i]
+            t = 0.5 * s[i]
+            rows[m] = i
+            h_[m] = h
+            t_[m] = t
+            b_max_[m] = b_max[i]
+            vega_[m] = vega[i]
+            m += 1 if _regular(s[i], h, t) and (t < SMALL_T) == small else 0
+        if small:
+            for j in range(m):
+                value[j] = vega_[j] * _small_t_bracket(h_[j], t_[j], True)
+        else:
+            for j in range(m):
+                value[j] = _large_t_value(
+                    h_[j], t_[j], b_max_[j], vega_[j] * _HALF_SQRT_TWO_PI, True
+                )
+        for j in range(m):
+            b[rows[j]] = value[j]
     for i in range(n):
-        h = x[i] / s[i]
-        t = 0.5 * s[i]
-        v = _INV_SQRT_TWO_PI * _exp(-0.5 * (h * h + t * t))
-        large = _large_t_value(h, t, b_max[i], v * _HALF_SQRT_TWO_PI, True)
-        b[i] = v * series[i] if t < SMALL_T else large
-        vega[i] = v
-    for i in range(n):
-        if special[i] != 0.0:
+        if not _regular(s[i], x[i] / s[i], 0.5 * s[i]):
             b[i], vega[i] = normalized_black_and_vega(x[i], s[i])
+
+
+# --- the rational initial guess of the lower and middle branches, branch-free ----------------
+# Jäckel's guesses of `implied_vol._guess_from_points` (Delbourgo-Gregory rational cubic with
+# the control parameter of `rational_cubic.py`; the lower map's transcendental functions as
+# above, Φ⁻¹ as AS 241 with all three regions evaluated), so that the guess of a block
+# vectorizes too. The guess only needs ~1e-3 relative accuracy; the steps do the rest.
+
+
+@exact_inline
+def _minimum_control(d_l: float, d_r: float, slope: float) -> float:
+    """`rational_cubic.minimum_control`, branch-free."""
+    monotone = (d_l * slope >= 0.0) & (d_r * slope >= 0.0)
+    convex = (d_l <= slope) & (slope <= d_r)
+    concave = (d_l >= slope) & (slope >= d_r)
+    r_monotone = (d_r + d_l) / slope if slope != 0.0 else MAXIMUM_CONTROL
+    r_monotone = r_monotone if monotone else -math.inf
+    left = slope - d_l
+    right = d_r - slope
+    r_convex = max(abs(right / left), abs(left / right))
+    r_convex = r_convex if (left != 0.0) & (right != 0.0) else MAXIMUM_CONTROL
+    r_convex = r_convex if convex | concave else (MAXIMUM_CONTROL if monotone else -math.inf)
+    r = max(MINIMUM_CONTROL, max(r_monotone, r_convex))
+    return r if monotone | convex | concave else MINIMUM_CONTROL
+
+
+@exact_inline
+def _control(h: float, y_l: float, y_r: float, d_l: float, d_r: float, second: float,
+             at_right: bool) -> float:  # fmt: skip
+    """`rational_cubic.control_for_right_second_derivative` (at_right) or `..._left_...`."""
+    slope = (y_r - y_l) / h
+    numerator = 0.5 * h * second + (d_r - d_l)
+    denominator = d_r - slope if at_right else slope - d_l
+    r = numerator / denominator
+    r = r if denominator != 0.0 else (MAXIMUM_CONTROL if numerator > 0.0 else MINIMUM_CONTROL)
+    return max(r, _minimum_control(d_l, d_r, slope))
+
+
+@exact_inline
+def _rational_cubic(t: float, one_minus_t: float, h: float, y_l: float, y_r: float,
+                    d_l: float, d_r: float, r: float) -> float:  # fmt: skip
+    """`rational_cubic.rational_cubic`, branch-free."""
+    t2 = t * t
+    u2 = one_minus_t * one_minus_t
+    numerator = (
+        y_r * t2 * t
+        + (r * y_r - h * d_r) * t2 * one_minus_t
+        + (r * y_l + h * d_l) * t * u2
+        + y_l * u2 * one_minus_t
+    )
+    value = numerator / (1.0 + (r - 3.0) * t * one_minus_t)
+    value = y_r * t + y_l * one_minus_t if r >= MAXIMUM_CONTROL else value
+    return 0.5 * (y_l + y_r) if h == 0.0 else value
+
+
+@exact_inline
+def _poly(c, x: float) -> float:
+    return (
+        (((((c[7] * x + c[6]) * x + c[5]) * x + c[4]) * x + c[3]) * x + c[2]) * x + c[1]
+    ) * x + c[0]
+
+
+@exact_inline
+def _norm_inv(p: float) -> float:
+    """Φ⁻¹(p) by AS 241 (`normal.norm_inv`), the three regions evaluated and one selected."""
+    q = p - 0.5
+    r = 0.180625 - q * q
+    central = q * _poly(_PPND_A, r) / _poly(_PPND_B, r)
+    tail = math.sqrt(-ln(min(p, 1.0 - p)))
+    near = _poly(_PPND_C, tail - 1.6) / _poly(_PPND_D, tail - 1.6)
+    far = _poly(_PPND_E, tail - 5.0) / _poly(_PPND_F, tail - 5.0)
+    value = near if tail <= 5.0 else far
+    value = -value if q < 0.0 else value
+    value = central if abs(q) <= 0.425 else value
+    value = -math.inf if p == 0.0 else value
+    value = math.inf if p == 1.0 else value
+    return value if 0.0 <= p <= 1.0 else math.nan
+
+
+@exact_inline
+def _lower_guess(beta: float, x: float, s_l: float, b_l: float) -> float:
+    """s from f = (2π|x|/√27)·Φ(-|x|/(√3·s))³, b's asymptotic form for s → 0, interpolated in
+    the rational cubic matched to f's value, slope and curvature (in β) at s_l."""
+    ax = abs(x)
+    z = -ax / (_SQRT_THREE * s_l)
+    y = z * z
+    s2 = s_l * s_l
+    erfcx_value = _erfcx_positive(-z * INV_SQRT_TWO, True)
+    cdf = 0.5 * _exp(-0.5 * y) * erfcx_value
+    mills = _SQRT_PI_OVER_TWO * erfcx_value  # Φ(z)/φ(z)
+    f_l = _LOWER_MAP_SCALE * ax * cdf * cdf * cdf
+    fp_l = _TWO_PI * y * cdf * cdf * _exp(y + 0.125 * s2)
+    fpp_l = (
+        (math.pi / 6.0)
+        * y
+        / (s2 * s_l)
+        * cdf
+        * (8.0 * _SQRT_THREE * s_l * ax + (3.0 * s2 * (s2 - 8.0) - 8.0 * x * x) * mills)
+        * _exp(2.0 * y + 0.25 * s2)
+    )
+    r = _control(b_l, 0.0, f_l, 1.0, fp_l, fpp_l, True)
+    t = beta / b_l
+    f = _rational_cubic(t, 1.0 - t, b_l, 0.0, f_l, 1.0, fp_l, r)
+    f = f if f > 0.0 else (f_l * t + b_l * (1.0 - t)) * t  # round-off for extreme |x|
+    root = _exp(ln(f / (_LOWER_MAP_SCALE * ax)) / 3.0)
+    return abs(x / (_SQRT_THREE * _norm_inv(root)))
+
+
+@exact_inline
+def _middle_guess(beta: float, s_c: float, b_c: float, v_c: float, s_side: float,
+                  b_side: float, v_side: float) -> tuple[float, int, float, float]:  # fmt: skip
+    """(s, branch, s_left, s_right): the branch (0 lower, 1 middle, 2 upper), its bracket and,
+    in the middle branch, the guess: s(β) itself on [s_l, s_c] (β below b_c) or [s_c, s_u]."""
+    below = beta < b_c
+    lower = below & (beta < b_side)
+    upper = (not below) & (beta > b_side)
+    s_a = s_side if below else s_c
+    s_b = s_c if below else s_side
+    b_a = b_side if below else b_c
+    b_b = b_c if below else b_side
+    d_a = 1.0 / (v_side if below else v_c)
+    d_b = 1.0 / (v_c if below else v_side)
+    width = b_b - b_a
+    r = _control(width, s_a, s_b, d_a, d_b, 0.0, below)
+    t = (beta - b_a) / width
+    s = _rational_cubic(t, 1.0 - t, width, s_a, s_b, d_a, d_b, r)
+    branch = 0 if lower else (2 if upper else 1)
+    s_left = 0.0 if lower else (s_side if upper else s_a)
+    s_right = s_side if lower else (math.inf if upper else s_b)
+    return s, branch, s_left, s_right
+
+
+@exact_inline
+def _usable_guess(s: float, s_c: float) -> float:
+    return s if (s > 0.0) & (s < math.inf) else (s_c if s_c > 0.0 else 1.0)
+
+
+@exact_inline
+def guess_lane(beta: float, x: float, s_c: float, b_c: float, v_c: float, s_side: float,
+               b_side: float, v_side: float) -> tuple[float, int, float, float]:  # fmt: skip
+    """(s, branch, s_left, s_right) of `implied_vol._guess_from_points` for the lower
+    (branch 0) and middle (1) branches; for the upper branch (2) s is not the guess."""
+    s, branch, s_left, s_right = _middle_guess(beta, s_c, b_c, v_c, s_side, b_side, v_side)
+    if branch == 0:
+        s = _lower_guess(beta, x, s_side, b_side)
+    return _usable_guess(s, s_c), branch, s_left, s_right
+
+
+@exact
+def guesses_into(beta, x, s_c, b_c, v_c, s_side, b_side, v_side, s, branch, s_left, s_right,
+                 work, rows, n: int) -> None:  # fmt: skip
+    """`guess_lane` of rows :n, vectorized: the middle guess of every row, then the lower
+    guess of the lower branch's rows only, gathered. `work` is (4, ≥ n) doubles, `rows` ≥ n
+    int64."""
+    for i in range(n):
+        s[i], branch[i], s_left[i], s_right[i] = _middle_guess(
+            beta[i], s_c[i], b_c[i], v_c[i], s_side[i], b_side[i], v_side[i]
+        )
+    lower_beta, lower_x, lower_s, lower_b = work[0], work[1], work[2], work[3]
+    m = 0
+    for i in range(n):
+        rows[m] = i
+        lower_beta[m] = beta[i]
+        lower_x[m] = x[i]
+        lower_s[m] = s_side[i]
+        lower_b[m] = b_side[i]
+        m += 1 if branch[i] == 0 else 0
+    for j in range(m):
+        lower_s[j] = _lower_guess(lower_beta[j], lower_x[j], lower_s[j], lower_b[j])
+    for j in range(m):
+        s[rows[j]] = lower_s[j]
+    for i in range(n):
+        s[i] = _usable_guess(s[i], s_c[i])
