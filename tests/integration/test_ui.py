@@ -184,9 +184,11 @@ def test_chain_fills_updates_and_deep_links(ui):
     page.wait_for_url(re.compile(rf"/chain/SPY\?expiry={following}$"))
 
 
-def test_messagepack_protocol(ui):
+def test_spx_over_messagepack_with_am_and_pm_series(ui):
     """`?protocol=messagepack` switches the hub to MessagePack for the tab's session: the SPX
-    chain (24k contracts, the largest snapshot of the demo market) fills and updates."""
+    chain (24k contracts, the largest snapshot of the demo market) fills and updates. Its
+    monthlies are two series on one date: SPX, a.m.-settled (tab "… AM", key `DATE-am`), and
+    SPXW, p.m.-settled; each has its own grid (one line per strike) and smile."""
     _, ui_page = ui
     page = ui_page.page
     ui_page.goto("/chain/SPX?protocol=messagepack")
@@ -200,9 +202,43 @@ def test_messagepack_protocol(ui):
         "(s) => document.querySelector('[data-testid=chain-seq]').innerText !== s", arg=seq
     )
     assert re.fullmatch(r"[\d,]+\.\d\d", page.get_by_test_id("chain-spot").inner_text())
-    # The choice outlives in-app navigation and reloads; ?protocol=json goes back.
-    page.reload()
+
+    # The first monthly: an a.m. tab next to the p.m. tab of the same date.
+    tabs = page.locator("[data-testid=expiry-tabs] button")
+    keys = [tabs.nth(i).get_attribute("data-expiry") for i in range(tabs.count())]
+    am_key = next(k for k in keys if k.endswith("-am"))
+    date = am_key.removesuffix("-am")
+    assert keys.index(date) == keys.index(am_key) + 1, keys
+    am_tab = page.locator(f"[data-testid=expiry-tabs] button[data-expiry='{am_key}']")
+    assert re.search(r" AM\d+d$", am_tab.inner_text().replace("\n", "")), am_tab.inner_text()
+    for key in (am_key, date):
+        page.locator(f"[data-testid=expiry-tabs] button[data-expiry='{key}']").click()
+        page.wait_for_url(re.compile(rf"/chain/SPX\?expiry={key}$"))
+        page.wait_for_selector(f"[data-testid=expiry-tabs] button.active[data-expiry='{key}']")
+        page.wait_for_function(
+            "document.querySelectorAll('[data-testid=chain-body] [role=row]').length >= 20"
+        )
+        strikes = page.locator("[data-testid=chain-body] [role=row]").evaluate_all(
+            "(rows) => rows.map((r) => r.dataset.strike)"
+        )
+        assert len(strikes) == len(set(strikes)), f"{key}: a strike twice in the grid"
+
+    # The choice outlives in-app navigation and reloads: the surface's smile of the a.m. series.
+    ui_page.goto(f"/surface/SPX?expiry={am_key}")
     page.wait_for_selector("[data-testid=connection-status][data-protocol=messagepack]")
+    page.wait_for_function(
+        "(e) => document.querySelector(\"select[aria-label='Smile expiry']\")?.value === e",
+        arg=am_key,
+    )
+    options = page.locator("select[aria-label='Smile expiry'] option")
+    values = options.evaluate_all("(os) => os.map((o) => o.value)")
+    assert date in values, values
+    assert options.nth(values.index(am_key)).inner_text().endswith(" AM")
+    page.wait_for_selector("[data-testid=smile-plot] .js-plotly-plot")
+    smile = _plot_traces(page, "smile-plot")
+    assert all(t["points"] >= 5 for t in smile), smile
+
+    # ?protocol=json goes back.
     ui_page.goto("/chain/SPX?protocol=json")
     page.wait_for_selector("[data-testid=connection-status][data-protocol=json]")
     wait_status(page, "connected")

@@ -1,6 +1,10 @@
-/** Deep links: /chain/SPY, /chain/SPY?expiry=2025-12-19, /surface/SPY, / (the default chain). */
+/**
+ * Deep links: /chain/SPY, /chain/SPY?expiry=2025-12-19, /chain/SPX?expiry=2025-12-19-am (a
+ * series key, model/series.ts), /surface/SPY, / (the default chain).
+ */
 
 import { useCallback, useEffect, useState } from "react";
+import { parseSeriesKey } from "./model/series";
 
 export type View = "chain" | "surface";
 
@@ -8,18 +12,18 @@ export interface Route {
   view: View;
   /** Upper-case underlying, or null for the start page. */
   symbol: string | null;
+  /** The series shown (chain) or whose smile is shown (surface): a series key. */
   expiry: string | null;
 }
 
 const VIEWS: readonly View[] = ["chain", "surface"];
-const EXPIRY = /^\d{4}-\d{2}-\d{2}$/;
 
 export function parseRoute(pathname: string, search = ""): Route {
   const parts = pathname.split("/").filter(Boolean);
   const view = VIEWS.includes(parts[0] as View) ? (parts[0] as View) : "chain";
   const symbol = parts.length >= 2 ? decodeURIComponent(parts[1]).toUpperCase() : null;
-  const expiry = new URLSearchParams(search).get("expiry");
-  return { view, symbol, expiry: expiry && EXPIRY.test(expiry) ? expiry : null };
+  const expiry = new URLSearchParams(search).get("expiry")?.toLowerCase();
+  return { view, symbol, expiry: expiry && parseSeriesKey(expiry) ? expiry : null };
 }
 
 export function routePath(route: Route): string {

@@ -13,7 +13,7 @@ describe("buildChainIndex", () => {
 
   it("orders expiries and strikes ascending", () => {
     const index = buildChainIndex(rows);
-    expect(index.expiries).toEqual(["2026-11-20", "2026-12-18"]);
+    expect(index.series).toEqual(["2026-11-20", "2026-12-18"]);
     expect(index.lines.get("2026-12-18")!.map((l) => l.strike)).toEqual([100, 105, 110]);
   });
 
@@ -25,7 +25,7 @@ describe("buildChainIndex", () => {
   });
 
   it("is empty for no rows", () => {
-    expect(buildChainIndex([])).toEqual({ expiries: [], lines: new Map() });
+    expect(buildChainIndex([])).toEqual({ series: [], lines: new Map() });
   });
 });
 

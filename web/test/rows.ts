@@ -1,15 +1,21 @@
 import type { ContractRow } from "../src/model/types";
 
-/** A contract row with every field set; override what the test is about. */
-export function contract(overrides: Partial<ContractRow> & { strike: number; right: "C" | "P" }): ContractRow {
+/**
+ * A contract row with every field set; override what the test is about. `root` is the OSI root
+ * (`SPXW`, `SPX`, ...), SPY by default.
+ */
+export function contract(
+  overrides: Partial<ContractRow> & { strike: number; right: "C" | "P" },
+  root = "SPY",
+): ContractRow {
   const expiry = overrides.expiry ?? "2026-12-18";
   const [year, month, day] = expiry.split("-");
   const strikeCode = String(Math.round(overrides.strike * 1000)).padStart(8, "0");
-  const compact = `SPY${year.slice(2)}${month}${day}${overrides.right}${strikeCode}`;
+  const code = `${year.slice(2)}${month}${day}${overrides.right}${strikeCode}`;
   return {
-    symbol: `O:${compact}`,
-    osi: `SPY   ${compact.slice(3)}`,
-    underlying: "SPY",
+    symbol: `O:${root}${code}`,
+    osi: `${root.padEnd(6)}${code}`,
+    underlying: root === "SPXW" ? "SPX" : root,
     expiry,
     bid: 1.0,
     ask: 1.1,

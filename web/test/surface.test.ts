@@ -5,7 +5,7 @@ import {
   buildSurface,
   calendarDaysToExpiry,
   daysToExpiry,
-  expiryCloseMs,
+  expiryMs,
   fillCalendarGaps,
   interpolate,
   outOfTheMoney,
@@ -19,13 +19,13 @@ const NOW = Date.UTC(2026, 10, 2, 15); // 2026-11-02 15:00 UTC
 
 describe("expiry time", () => {
   it("is 16:00 New York: 21:00 UTC in winter, 20:00 UTC in summer", () => {
-    expect(new Date(expiryCloseMs("2026-12-18")).toISOString()).toBe("2026-12-18T21:00:00.000Z");
-    expect(new Date(expiryCloseMs("2026-06-19")).toISOString()).toBe("2026-06-19T20:00:00.000Z");
+    expect(new Date(expiryMs("2026-12-18")).toISOString()).toBe("2026-12-18T21:00:00.000Z");
+    expect(new Date(expiryMs("2026-06-19")).toISOString()).toBe("2026-06-19T20:00:00.000Z");
     // 2026: DST from March 8 to November 1.
-    expect(new Date(expiryCloseMs("2026-03-06")).toISOString()).toBe("2026-03-06T21:00:00.000Z");
-    expect(new Date(expiryCloseMs("2026-03-09")).toISOString()).toBe("2026-03-09T20:00:00.000Z");
-    expect(new Date(expiryCloseMs("2026-10-30")).toISOString()).toBe("2026-10-30T20:00:00.000Z");
-    expect(new Date(expiryCloseMs("2026-11-02")).toISOString()).toBe("2026-11-02T21:00:00.000Z");
+    expect(new Date(expiryMs("2026-03-06")).toISOString()).toBe("2026-03-06T21:00:00.000Z");
+    expect(new Date(expiryMs("2026-03-09")).toISOString()).toBe("2026-03-09T20:00:00.000Z");
+    expect(new Date(expiryMs("2026-10-30")).toISOString()).toBe("2026-10-30T20:00:00.000Z");
+    expect(new Date(expiryMs("2026-11-02")).toISOString()).toBe("2026-11-02T21:00:00.000Z");
   });
 
   it("counts calendar days in New York", () => {
@@ -98,7 +98,7 @@ describe("smiles", () => {
     expect(atmVol(smile, 105)).toBeCloseTo(0.195, 12);
     expect(atmVol(smile, 115)).toBeNull();
     expect(termStructure([smile], 105)).toEqual([
-      { expiry, days: smile.years * 365, iv: atmVol(smile, 105) },
+      { series: expiry, expiry, days: smile.years * 365, iv: atmVol(smile, 105) },
     ]);
   });
 
@@ -131,7 +131,7 @@ describe("buildSurface", () => {
   it("has one row per expiry and one column per moneyness step", () => {
     const smiles = buildSmiles(rows, 100, NOW);
     const grid = buildSurface(smiles, 100, { axis: "moneyness", lower: 0.7, upper: 1.3, points: 7 });
-    expect(grid.expiries).toEqual(["2026-11-20", "2026-12-18", "2027-01-15"]);
+    expect(grid.series).toEqual(["2026-11-20", "2026-12-18", "2027-01-15"]);
     expect(grid.x.map((x) => Number(x.toFixed(6)))).toEqual([0.7, 0.8, 0.9, 1, 1.1, 1.2, 1.3]);
     expect(grid.y).toEqual(smiles.map((s) => s.years * 365));
     for (let i = 0; i < 3; i++) {
@@ -156,7 +156,7 @@ describe("buildSurface", () => {
     );
     const smiles = buildSmiles([...near, ...rows], 100, NOW);
     expect(smiles[0].expiry).toBe("2026-11-03");
-    expect(buildSurface(smiles, 100).expiries).toEqual(["2026-11-20", "2026-12-18", "2027-01-15"]);
+    expect(buildSurface(smiles, 100).series).toEqual(["2026-11-20", "2026-12-18", "2027-01-15"]);
   });
 
   it("leaves out expiries with fewer than three vols", () => {
@@ -166,14 +166,16 @@ describe("buildSurface", () => {
     ];
     const grid = buildSurface(buildSmiles(thin, 100, NOW), 100);
     expect(grid.z).toEqual([]);
-    expect(grid.expiries).toEqual([]);
+    expect(grid.series).toEqual([]);
   });
 });
 
 describe("surface range and calendar gaps", () => {
   it("spans the moneyness three quarters of the expiries quote", () => {
     const smile = (lo: number, hi: number) => ({
+      series: "2026-12-18",
       expiry: "2026-12-18",
+      amSettled: false,
       years: 0.1,
       calls: [],
       puts: [],

@@ -2,7 +2,8 @@ import { useEffect, useMemo, useRef, useState } from "react";
 import type { MarketHub } from "../hub";
 import { useStoreVersion, useTopic } from "../hooks";
 import { buildChainIndex } from "../model/chain";
-import { formatCount, formatExpiry, formatFixed } from "../model/format";
+import { formatCount, formatFixed } from "../model/format";
+import { formatSeries, parseSeriesKey } from "../model/series";
 import { calendarDaysToExpiry } from "../model/surface";
 import type { ContractRow } from "../model/types";
 import type { Route } from "../route";
@@ -23,8 +24,9 @@ export function ChainView({ hub, route, navigate }: ChainViewProps) {
 
   // The index only changes with the set of contracts, not with their quotes.
   const index = useMemo(() => buildChainIndex(store.rows.values()), [store, store.structure]);
+  // route.expiry is a series key: the date, with `-am` for an a.m.-settled series (series.ts).
   const expiry =
-    route.expiry && index.lines.has(route.expiry) ? route.expiry : (index.expiries[0] ?? null);
+    route.expiry && index.lines.has(route.expiry) ? route.expiry : (index.series[0] ?? null);
   const lines = expiry ? (index.lines.get(expiry) ?? []) : [];
   const now = Date.now();
   const [recenter, setRecenter] = useState(0);
@@ -36,7 +38,7 @@ export function ChainView({ hub, route, navigate }: ChainViewProps) {
       if (event.altKey || event.ctrlKey || event.metaKey || expiry === null) return;
       if ((event.target as HTMLElement).closest("input, select, textarea")) return;
       const step = event.key === "ArrowRight" ? 1 : event.key === "ArrowLeft" ? -1 : 0;
-      const next = index.expiries[index.expiries.indexOf(expiry) + step];
+      const next = index.series[index.series.indexOf(expiry) + step];
       if (step === 0 || next === undefined) return;
       event.preventDefault();
       navigate({ ...route, expiry: next }, true);
@@ -58,7 +60,7 @@ export function ChainView({ hub, route, navigate }: ChainViewProps) {
   if (!store.loaded) {
     return <div className="message">Loading {symbol} chain…</div>;
   }
-  if (index.expiries.length === 0) {
+  if (index.series.length === 0) {
     return <div className="message">No contracts listed for {symbol}.</div>;
   }
   let calls = 0;
@@ -80,17 +82,21 @@ export function ChainView({ hub, route, navigate }: ChainViewProps) {
           </span>
         </div>
         <nav className="expiries" aria-label="Expiries" data-testid="expiry-tabs" ref={tabsRef}>
-          {index.expiries.map((e) => {
-            const days = calendarDaysToExpiry(e, now);
+          {index.series.map((key) => {
+            const series = parseSeriesKey(key);
+            const days = calendarDaysToExpiry(series?.expiry ?? key, now);
             return (
               <button
                 type="button"
-                key={e}
-                className={e === expiry ? "active" : ""}
-                data-expiry={e}
-                onClick={() => navigate({ ...route, expiry: e }, true)}
+                key={key}
+                className={key === expiry ? "active" : ""}
+                data-expiry={key}
+                title={
+                  series?.amSettled ? "a.m.-settled: expires at the 09:30 opening" : undefined
+                }
+                onClick={() => navigate({ ...route, expiry: key }, true)}
               >
-                {formatExpiry(e)}
+                {formatSeries(key)}
                 <span className="dte">{days}d</span>
               </button>
             );
@@ -113,11 +119,11 @@ export function ChainView({ hub, route, navigate }: ChainViewProps) {
       />
       <footer className="statusbar" data-testid="chain-status">
         <span>
-          {expiry ? formatExpiry(expiry) : ""} · {lines.length} strikes · {calls} calls ·{" "}
+          {expiry ? formatSeries(expiry) : ""} · {lines.length} strikes · {calls} calls ·{" "}
           {formatCount(volume)} contracts traded
         </span>
         <span>
-          {store.rows.size.toLocaleString("en-US")} contracts in {index.expiries.length} expiries
+          {store.rows.size.toLocaleString("en-US")} contracts in {index.series.length} expiries
         </span>
         <span className="num" data-testid="chain-seq">
           seq {store.seq.toLocaleString("en-US")}

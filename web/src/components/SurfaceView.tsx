@@ -8,7 +8,8 @@ import type { Data, Layout } from "plotly.js-gl3d-dist-min";
 import { useEffect, useMemo, useState } from "react";
 import type { MarketHub } from "../hub";
 import { useStoreVersion, useTopic } from "../hooks";
-import { formatExpiry, formatFixed } from "../model/format";
+import { formatFixed } from "../model/format";
+import { formatSeries } from "../model/series";
 import {
   buildSmiles,
   buildSurface,
@@ -104,12 +105,13 @@ export function SurfaceView({ hub, route, navigate }: SurfaceViewProps) {
     };
   }, [store, axis]);
 
-  const smileExpiries = figures?.smiles.map((s) => s.expiry) ?? [];
+  // route.expiry is a series key (the date, `-am` for an a.m.-settled series).
+  const smileSeries = figures?.smiles.map((s) => s.series) ?? [];
   const smileExpiry =
-    route.expiry && smileExpiries.includes(route.expiry)
+    route.expiry && smileSeries.includes(route.expiry)
       ? route.expiry
       : (pickDefaultSmile(figures?.smiles ?? []) ?? null);
-  const smile = figures?.smiles.find((s) => s.expiry === smileExpiry) ?? null;
+  const smile = figures?.smiles.find((s) => s.series === smileExpiry) ?? null;
 
   const surfaceFigure = useMemo(
     () => (figures ? surfacePlot(symbol, figures.surface) : null),
@@ -150,7 +152,7 @@ export function SurfaceView({ hub, route, navigate }: SurfaceViewProps) {
         </div>
         <div className="subbar-info num" data-testid="surface-info">
           {figures
-            ? `${figures.surface.expiries.length} expiries · ${figures.surface.x.length} points · ${new Date(figures.at).toLocaleTimeString("en-US", { hour12: false })}`
+            ? `${figures.surface.series.length} expiries · ${figures.surface.x.length} points · ${new Date(figures.at).toLocaleTimeString("en-US", { hour12: false })}`
             : store.loaded
               ? "waiting for implied vols…"
               : `loading ${symbol} chain…`}
@@ -179,9 +181,9 @@ export function SurfaceView({ hub, route, navigate }: SurfaceViewProps) {
               value={smileExpiry ?? ""}
               onChange={(event) => navigate({ ...route, expiry: event.target.value }, true)}
             >
-              {smileExpiries.map((e) => (
-                <option key={e} value={e}>
-                  {formatExpiry(e)}
+              {smileSeries.map((key) => (
+                <option key={key} value={key}>
+                  {formatSeries(key)}
                 </option>
               ))}
             </select>
@@ -217,10 +219,10 @@ export function SurfaceView({ hub, route, navigate }: SurfaceViewProps) {
   );
 }
 
-/** The first expiry at least a week out with a full smile (the front weekly is noisy). */
+/** The first series at least a week out with a full smile (the front weekly is noisy). */
 function pickDefaultSmile(smiles: readonly Smile[]): string | undefined {
   const full = smiles.filter((s) => s.otm.length >= 5);
-  return (full.find((s) => s.years * 365 >= 7) ?? full[0] ?? smiles[0])?.expiry;
+  return (full.find((s) => s.years * 365 >= 7) ?? full[0] ?? smiles[0])?.series;
 }
 
 function axisStyle(title: string): Record<string, unknown> {
@@ -263,7 +265,7 @@ function surfacePlot(symbol: string, grid: SurfaceGrid): { data: Data[]; layout:
         y: grid.y,
         z,
         text: grid.z.map(() => grid.x.map(() => "")),
-        customdata: grid.expiries.map((e) => grid.x.map(() => e)),
+        customdata: grid.series.map((key) => grid.x.map(() => formatSeries(key))),
         colorscale: VOL_SCALE,
         connectgaps: false,
         colorbar: {
@@ -359,7 +361,7 @@ function smilePlot(smile: Smile, spot: number, axis: SurfaceAxis): { data: Data[
     ],
     layout: {
       ...baseLayout(),
-      uirevision: `smile:${smile.expiry}:${axis}`,
+      uirevision: `smile:${smile.series}:${axis}`,
       margin: { l: 44, r: 12, t: 18, b: 34 },
       xaxis: axisStyle(byMoneyness ? "Moneyness K/S" : "Strike"),
       yaxis: { ...axisStyle("IV %"), range: [Math.max(0, low - pad), high + pad] },
@@ -399,13 +401,14 @@ function termPlot(term: readonly TermPoint[], selected: string | null): { data: 
         mode: "lines+markers",
         x: term.map((p) => p.days),
         y: term.map((p) => p.iv * 100),
-        customdata: term.map((p) => p.expiry),
+        customdata: term.map((p) => p.series),
+        text: term.map((p) => formatSeries(p.series)),
         line: { color: THEME.line, width: 1.5 },
         marker: {
-          size: term.map((p) => (p.expiry === selected ? 9 : 5)),
-          color: term.map((p) => (p.expiry === selected ? THEME.bright : THEME.line)),
+          size: term.map((p) => (p.series === selected ? 9 : 5)),
+          color: term.map((p) => (p.series === selected ? THEME.bright : THEME.line)),
         },
-        hovertemplate: "%{customdata} (%{x:.1f}d)<br>ATM IV %{y:.2f}%<extra></extra>",
+        hovertemplate: "%{text} (%{x:.1f}d)<br>ATM IV %{y:.2f}%<extra></extra>",
       },
     ],
     layout: {

@@ -1,9 +1,12 @@
 /**
- * A chain as a trader reads it: per expiry, one line per strike with the call on the left and the
- * put on the right. The index holds symbols, not rows, so it is rebuilt only when the set of
- * contracts changes; the grid looks the live rows up in the store when it renders a line.
+ * A chain as a trader reads it: per series (expiry date and settlement: SPX a.m. and SPXW p.m.
+ * monthlies share a date and strikes, see `series.ts`), one line per strike with the call on the
+ * left and the put on the right. The index holds symbols, not rows, so it is rebuilt only when
+ * the set of contracts changes; the grid looks the live rows up in the store when it renders a
+ * line.
  */
 
+import { compareSeries, seriesKey } from "./series";
 import type { ContractRow } from "./types";
 
 export interface ChainLine {
@@ -14,19 +17,20 @@ export interface ChainLine {
 }
 
 export interface ChainIndex {
-  /** Expiries in ascending order (YYYY-MM-DD). */
-  expiries: string[];
-  /** Lines of each expiry in ascending strike order. */
+  /** Series keys (`series.ts`) in expiry order. */
+  series: string[];
+  /** Lines of each series in ascending strike order. */
   lines: Map<string, ChainLine[]>;
 }
 
 export function buildChainIndex(rows: Iterable<ContractRow>): ChainIndex {
-  const byExpiry = new Map<string, Map<number, ChainLine>>();
+  const bySeries = new Map<string, Map<number, ChainLine>>();
   for (const row of rows) {
-    let strikes = byExpiry.get(row.expiry);
+    const key = seriesKey(row);
+    let strikes = bySeries.get(key);
     if (strikes === undefined) {
       strikes = new Map();
-      byExpiry.set(row.expiry, strikes);
+      bySeries.set(key, strikes);
     }
     let line = strikes.get(row.strike);
     if (line === undefined) {
@@ -36,16 +40,16 @@ export function buildChainIndex(rows: Iterable<ContractRow>): ChainIndex {
     if (row.right === "C") line.call = row.symbol;
     else line.put = row.symbol;
   }
-  const expiries = [...byExpiry.keys()].sort();
+  const series = [...bySeries.keys()].sort(compareSeries);
   const lines = new Map<string, ChainLine[]>();
-  for (const expiry of expiries) {
-    const strikes = byExpiry.get(expiry)!;
+  for (const key of series) {
+    const strikes = bySeries.get(key)!;
     lines.set(
-      expiry,
+      key,
       [...strikes.values()].sort((a, b) => a.strike - b.strike),
     );
   }
-  return { expiries, lines };
+  return { series, lines };
 }
 
 /**

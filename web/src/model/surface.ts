@@ -1,6 +1,8 @@
 /**
- * Implied-volatility views built from live chain rows: smiles per expiry, the ATM term
- * structure and the surface grid (expiry x moneyness or strike) that the 3D plot draws.
+ * Implied-volatility views built from live chain rows: smiles per series (expiry date and
+ * settlement, `series.ts`: SPX a.m. and SPXW p.m. monthlies share a date and strikes but not a
+ * smile), the ATM term structure and the surface grid (series x moneyness or strike) that the
+ * 3D plot draws.
  *
  * A smile uses out-of-the-money options (puts below the spot, calls at and above it), as desks
  * do: an in-the-money option's price is mostly intrinsic value and its vol mostly noise. Only
@@ -8,9 +10,11 @@
  * 0.01 x 0.02 wing quote says nothing about the surface.
  * Interpolation is linear in strike, inside the listed strikes only (no extrapolation): cells
  * outside an expiry's strikes are null and the surface shows a gap there.
- * Time is ACT/365 to the 16:00 New York close of the expiry date.
+ * Time is ACT/365 to the expiry instant: the 16:00 New York close of the expiry date, or the
+ * 09:30 opening for a.m.-settled series.
  */
 
+import { compareSeries, parseSeriesKey, seriesKey } from "./series";
 import type { ContractRow } from "./types";
 
 export const MS_PER_DAY = 86_400_000;
@@ -32,8 +36,12 @@ export interface SmilePoint {
 }
 
 export interface Smile {
+  /** Series key (`series.ts`): the expiry date, `-am` for an a.m.-settled series. */
+  series: string;
+  /** YYYY-MM-DD */
   expiry: string;
-  /** ACT/365 years to the close of the expiry date. */
+  amSettled: boolean;
+  /** ACT/365 years to the expiry instant (09:30 or 16:00 New York). */
   years: number;
   calls: SmilePoint[];
   puts: SmilePoint[];
@@ -42,6 +50,7 @@ export interface Smile {
 }
 
 export interface TermPoint {
+  series: string;
   expiry: string;
   days: number;
   iv: number;
@@ -53,8 +62,9 @@ export interface SurfaceGrid {
   x: number[];
   /** Days to expiry of each row of z, ascending. */
   y: number[];
-  expiries: string[];
-  /** z[i][j]: vol of expiry i at x[j]; null where the expiry has no strikes around x[j]. */
+  /** Series key of each row of z. */
+  series: string[];
+  /** z[i][j]: vol of series i at x[j]; null where the series has no strikes around x[j]. */
   z: (number | null)[][];
 }
 
@@ -91,19 +101,24 @@ function easternDaylightTime(year: number, month: number, day: number): boolean 
   return month === 3 ? day >= firstSunday + 7 : day < firstSunday;
 }
 
-/** Epoch ms of 16:00 New York on an expiry date (YYYY-MM-DD). */
-export function expiryCloseMs(expiry: string): number {
+/**
+ * Epoch ms of the expiry instant of an expiry date (YYYY-MM-DD): the 16:00 New York close, or
+ * the 09:30 opening for an a.m.-settled series.
+ */
+export function expiryMs(expiry: string, amSettled = false): number {
   const [year, month, day] = expiry.split("-").map(Number);
-  const closeUtcHour = easternDaylightTime(year, month, day) ? 20 : 21;
-  return Date.UTC(year, month - 1, day, closeUtcHour);
+  const utcOffset = easternDaylightTime(year, month, day) ? 4 : 5;
+  return amSettled
+    ? Date.UTC(year, month - 1, day, 9 + utcOffset, 30)
+    : Date.UTC(year, month - 1, day, 16 + utcOffset);
 }
 
-export function yearsToExpiry(expiry: string, nowMs: number): number {
-  return (expiryCloseMs(expiry) - nowMs) / MS_PER_YEAR;
+export function yearsToExpiry(expiry: string, nowMs: number, amSettled = false): number {
+  return (expiryMs(expiry, amSettled) - nowMs) / MS_PER_YEAR;
 }
 
-export function daysToExpiry(expiry: string, nowMs: number): number {
-  return (expiryCloseMs(expiry) - nowMs) / MS_PER_DAY;
+export function daysToExpiry(expiry: string, nowMs: number, amSettled = false): number {
+  return (expiryMs(expiry, amSettled) - nowMs) / MS_PER_DAY;
 }
 
 /** Calendar days from today in New York to the expiry date: 0 on expiration day (0DTE). */
@@ -147,17 +162,18 @@ export function outOfTheMoney(
 }
 
 /**
- * Smiles of every unexpired expiry in ascending order, from one pass over the rows.
- * Rows without a usable vol are left out.
+ * Smiles of every unexpired series in expiry order (an a.m. series before the p.m. series of
+ * the same date), from one pass over the rows. Rows without a usable vol are left out.
  */
 export function buildSmiles(rows: Iterable<ContractRow>, spot: number, nowMs: number): Smile[] {
   const groups = new Map<string, { calls: SmilePoint[]; puts: SmilePoint[] }>();
   for (const row of rows) {
     if (!usableVol(row.iv) || !quotable(row.bid, row.ask)) continue;
-    let group = groups.get(row.expiry);
+    const key = seriesKey(row);
+    let group = groups.get(key);
     if (group === undefined) {
       group = { calls: [], puts: [] };
-      groups.set(row.expiry, group);
+      groups.set(key, group);
     }
     const point: SmilePoint = {
       strike: row.strike,
@@ -169,13 +185,22 @@ export function buildSmiles(rows: Iterable<ContractRow>, spot: number, nowMs: nu
     (row.right === "C" ? group.calls : group.puts).push(point);
   }
   const smiles: Smile[] = [];
-  for (const expiry of [...groups.keys()].sort()) {
-    const years = yearsToExpiry(expiry, nowMs);
+  for (const key of [...groups.keys()].sort(compareSeries)) {
+    const { expiry, amSettled } = parseSeriesKey(key)!;
+    const years = yearsToExpiry(expiry, nowMs, amSettled);
     if (years <= 0) continue;
-    const { calls, puts } = groups.get(expiry)!;
+    const { calls, puts } = groups.get(key)!;
     calls.sort(byStrike);
     puts.sort(byStrike);
-    smiles.push({ expiry, years, calls, puts, otm: outOfTheMoney(calls, puts, spot) });
+    smiles.push({
+      series: key,
+      expiry,
+      amSettled,
+      years,
+      calls,
+      puts,
+      otm: outOfTheMoney(calls, puts, spot),
+    });
   }
   return smiles;
 }
@@ -207,12 +232,14 @@ export function atmVol(smile: Smile, spot: number): number | null {
   );
 }
 
-/** ATM vol per expiry, for the expiries whose strikes bracket the spot. */
+/** ATM vol per series, for the series whose strikes bracket the spot. */
 export function termStructure(smiles: readonly Smile[], spot: number): TermPoint[] {
   const points: TermPoint[] = [];
   for (const smile of smiles) {
     const iv = atmVol(smile, spot);
-    if (iv !== null) points.push({ expiry: smile.expiry, days: smile.years * 365, iv });
+    if (iv !== null) {
+      points.push({ series: smile.series, expiry: smile.expiry, days: smile.years * 365, iv });
+    }
   }
   return points;
 }
@@ -290,7 +317,7 @@ export function buildSurface(
   );
   const strikes = moneyness.map((m) => m * spot);
   const years: number[] = [];
-  const expiries: string[] = [];
+  const series: string[] = [];
   const z: (number | null)[][] = [];
   for (const smile of smiles) {
     if (smile.otm.length < 3) continue;
@@ -299,10 +326,10 @@ export function buildSurface(
     const row = strikes.map((strike) => interpolate(xs, ys, strike));
     if (row.every((v) => v === null)) continue;
     years.push(smile.years);
-    expiries.push(smile.expiry);
+    series.push(smile.series);
     z.push(row);
   }
   fillCalendarGaps(years, z);
   const x = axis === "moneyness" ? moneyness : strikes.map((s) => Math.round(s * 100) / 100);
-  return { axis, x, y: years.map((t) => t * 365), expiries, z };
+  return { axis, x, y: years.map((t) => t * 365), series, z };
 }
