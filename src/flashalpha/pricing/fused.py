@@ -4,7 +4,8 @@
 rate, dividend yield, right, exercise style, bid, ask) and returns, per row, the implied vols of
 the bid, the mid and the ask, the greeks at the mid's vol, the theoretical value there, and a
 `flashalpha.state.layout.PricingStatus` code. European rows use Black-Scholes-Merton
-(`implied_vol`, `greeks`); American rows the fast American engine (`american`): its implied
+(`implied_vol`'s block solver and `bsm_greeks` over all of them: their results to the bit, in
+one call per output rather than row by row); American rows the fast American engine (`american`): its implied
 vol, and greeks by finite differences of the engine; rows of one chain (same expiry, rate,
 yield and right, at least `american_chain.MIN_GROUP` of them) share one table of boundaries
 over vol (`american_chain`), the others solve their own. American calls without dividend
@@ -40,8 +41,8 @@ from flashalpha.pricing.american import (
     quote_has_vol,
 )
 from flashalpha.pricing.american_quotes import PENDING, price_american_rows
-from flashalpha.pricing.greeks import N_GREEKS, bsm_greeks_into
-from flashalpha.pricing.implied_vol import implied_vol_scalar
+from flashalpha.pricing.greeks import bsm_greeks
+from flashalpha.pricing.implied_vol import implied_vol
 from flashalpha.pricing.status import (
     STATUS_NON_POSITIVE_PRICE,
     STATUS_OK,
@@ -90,12 +91,8 @@ class PricedContracts(NamedTuple):
         return cls(*(np.empty(n) for _ in range(12)), np.empty(n, dtype=np.uint8))
 
 
-@kernel
-def _side_status(code: int) -> int:
-    """ImpliedVolStatus -> PricingStatus (equal codes, except a non-positive price)."""
-    if code == STATUS_NON_POSITIVE_PRICE:
-        return NO_QUOTE
-    return code
+#: Transient status of rows `_price_row` leaves to `_price_european_rows`.
+EUROPEAN = 254
 
 
 @kernel
@@ -109,13 +106,14 @@ def _price_row(
     is_american: bool,
     bid: float,
     ask: float,
-    scratch: np.ndarray,
     out: np.ndarray,
     i: int,
 ) -> int:
-    """Fill out[0:12, i] (the float outputs in OUTPUT_NAMES order) and return the status;
-    PENDING for American rows that can be exercised early and have a vol to solve (they are
-    priced a block at a time by `american_quotes`)."""
+    """Set out[0:12, i] (the float outputs in OUTPUT_NAMES order) to NaN, settle the rows that
+    need no solver (bad input, expired, no quote, crossed, American at its exercise value) and
+    return their status; EUROPEAN for rows priced by Black-Scholes-Merton and PENDING for
+    American rows that can be exercised early, which are priced a block at a time
+    (`_price_european_rows`, `american_quotes.price_american_rows`)."""
     for g in range(12):
         out[g, i] = math.nan
     if not (
@@ -144,27 +142,7 @@ def _price_row(
         if not quote_has_vol(mid, floor):
             return BELOW_INTRINSIC  # at (or within a cent of) the exercise value: no vol
         return PENDING  # for american_quotes, a block at a time
-    vol, code, _ = implied_vol_scalar(mid, spot, strike, years, rate, div_yield, is_call)
-    out[1, i] = vol
-    if code != STATUS_OK:
-        return _side_status(code)
-    bsm_greeks_into(spot, strike, years, rate, div_yield, vol, is_call, scratch, 0)
-    # scratch rows in greeks.GREEK_NAMES order
-    out[11, i] = scratch[0, 0]
-    out[3, i] = scratch[1, 0]  # delta
-    out[4, i] = scratch[2, 0]  # gamma
-    out[5, i] = scratch[3, 0]  # vega
-    out[6, i] = scratch[4, 0]  # theta
-    out[7, i] = scratch[5, 0]  # rho
-    out[8, i] = scratch[7, 0]  # vanna
-    out[9, i] = scratch[8, 0]  # charm
-    out[10, i] = scratch[9, 0]  # vomma
-    for side in range(2):
-        quote = bid if side == 0 else ask
-        if quote > 0.0:
-            v, c, _ = implied_vol_scalar(quote, spot, strike, years, rate, div_yield, is_call)
-            out[0 if side == 0 else 2, i] = v if c == STATUS_OK else math.nan
-    return OK
+    return EUROPEAN  # for _price_european_rows, a block at a time
 
 
 def _price_loop(spot, strike, years, rate, div_yield, is_call, is_american, bid, ask, out,
@@ -172,16 +150,66 @@ def _price_loop(spot, strike, years, rate, div_yield, is_call, is_american, bid,
     n = spot.shape[0]
     chunk = 256
     for c in prange((n + chunk - 1) // chunk):
-        scratch = np.empty((N_GREEKS, 1))
         for i in range(c * chunk, min(n, (c + 1) * chunk)):
             status[i] = _price_row(
                 spot[i], strike[i], years[i], rate[i], div_yield[i], is_call[i],
-                is_american[i], bid[i], ask[i], scratch, out, i,
+                is_american[i], bid[i], ask[i], out, i,
             )  # fmt: skip
 
 
 _price_serial = kernel(_price_loop)
 _price_parallel = kernel(_price_loop, parallel=True)
+
+
+#: Matrix rows of the greeks `price_contracts` keeps, with their `Greeks` fields.
+_GREEK_ROWS = (
+    (11, "price"),
+    (3, "delta"),
+    (4, "gamma"),
+    (5, "vega"),
+    (6, "theta"),
+    (7, "rho"),
+    (8, "vanna"),
+    (9, "charm"),
+    (10, "vomma"),
+)
+
+
+def _price_european_rows(rows, s, k, t, r, q, c, bid, ask, matrix, status, parallel) -> None:
+    """Black-Scholes-Merton rows (`EUROPEAN`): the mid's vol, the greeks there, then the bid's
+    and the ask's vols, each over the whole set of rows with the array kernels (`implied_vol`'s
+    block solver, `bsm_greeks`), so the results are those functions' to the bit."""
+    if not len(rows):
+        return
+    s, k, t, r, q, c = s[rows], k[rows], t[rows], r[rows], q[rows], c[rows]
+    bid, ask = bid[rows], ask[rows]
+    bid = np.where(np.isnan(bid) | (bid < 0.0), 0.0, bid)  # as `_price_row` checked it
+    vol, code = implied_vol(0.5 * (bid + ask), s, k, t, r, q, c, True, parallel=parallel)
+    matrix[1, rows] = vol
+    ok = code == STATUS_OK
+    status[rows] = np.where(code == STATUS_NON_POSITIVE_PRICE, NO_QUOTE, code)  # equal codes
+    good = rows[ok]
+    s, k, t, r, q, c, vol, bid, ask = (
+        s[ok],
+        k[ok],
+        t[ok],
+        r[ok],
+        q[ok],
+        c[ok],
+        vol[ok],
+        bid[ok],
+        ask[ok],
+    )
+    greeks = bsm_greeks(s, k, t, r, q, vol, c, parallel=parallel)
+    for index, name in _GREEK_ROWS:
+        matrix[index, good] = getattr(greeks, name)
+    for index, quote in ((0, bid), (2, ask)):
+        quoted = quote > 0.0
+        side, side_code = implied_vol(
+            quote[quoted], s[quoted], k[quoted], t[quoted], r[quoted], q[quoted], c[quoted],
+            True, parallel=parallel,
+        )  # fmt: skip
+        matrix[index, good[quoted]] = np.where(side_code == STATUS_OK, side, np.nan)
 
 
 def price_contracts(
@@ -213,6 +241,8 @@ def price_contracts(
     if status.shape != (n,):
         raise ValueError(f"out arrays must have shape ({n},), status has {status.shape}")
     (_price_parallel if parallel else _price_serial)(s, k, t, r, q, c, am, b, a, matrix, status)
+    european = np.flatnonzero(status == EUROPEAN)
+    _price_european_rows(european, s, k, t, r, q, c, b, a, matrix, status, parallel)
     american = np.flatnonzero(status == PENDING)
     price_american_rows(american, s, k, t, r, q, c, b, a, matrix, status, parallel=parallel)
     if out is None:
