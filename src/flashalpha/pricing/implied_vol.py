@@ -24,6 +24,14 @@ a third runs only when the second still moved s by more than a few ulps.
 Per-row outcomes (`ImpliedVolStatus`): a price at the lower bound gives vol 0.0; no time left,
 a non-positive price, a price below the lower bound or at/above the upper bound, and bad
 inputs give NaN and say so in the status array. Nothing raises for a bad row.
+
+Two paths, the same bits. `implied_vol_scalar` solves one row (price_contracts calls it).
+The array API works on blocks of rows phase by phase: prepare every row, b and vega at the
+inflection and tangent points of every row, the guesses, then each Householder step of the
+rows not yet converged; each phase is a loop over independent rows that LLVM vectorizes
+(`implied_vol_batch`). The functions both paths share for b(x, s), ln, the guesses and the
+updates are compiled without FMA contraction, so that a vector lane computes what the scalar
+code does (tests/pricing/test_implied_vol_batch.py checks it bit for bit).
 """
 
 from __future__ import annotations
@@ -367,25 +375,26 @@ def implied_vol_scalar(
     return s / math.sqrt(years), STATUS_OK, iterations
 
 
-#: Rows per block of the array path.
-BLOCK = 256
+#: Rows per block of the array path (its work space, ~22 rows of doubles, stays in L2).
+BLOCK = 1024
 _STATE_ROWS = 14
 
 
 @kernel
 def _implied_vol_block(start, m, price, spot, strike, years, rate, div_yield, is_call, vol,
                        status, state, work, rows, branches):  # fmt: skip
-    """implied_vol_scalar for rows start..start+m-1, phase by phase over the block: prepare
-    all rows, then the rational guess of all (b and vega at the inflection and tangent points
-    over the whole block, vectorized by `implied_vol_batch`), then Householder steps of all
-    rows, each over the rows not yet converged. The upper branch (prices near the maximum)
-    goes through the scalar solver."""
+    """implied_vol_scalar for rows start..start+m-1 (the same bits), phase by phase over the
+    block: prepare all rows, then the rational guess of all (b and vega at the inflection and
+    tangent points, vectorized by `implied_vol_batch`), then Householder steps, each over the
+    rows not yet converged. The upper branch (prices near the maximum) goes through the
+    scalar solver."""
     x_, beta_, gap_, log_beta_, s_, left_, right_ = (
         state[0], state[1], state[2], state[3], state[4], state[5], state[6]
     )  # fmt: skip
     b_max_, s_c_, b_c_, v_c_, s_side_, b_side_, v_side_ = (
         state[7], state[8], state[9], state[10], state[11], state[12], state[13]
     )  # fmt: skip
+    spare_rows = rows[m:]  # `rows` holds 2·m: indices of the rows still solving, and work space
     k = 0
     for i in range(m):
         j = start + i
@@ -402,13 +411,12 @@ def _implied_vol_block(start, m, price, spot, strike, years, rate, div_yield, is
     for a in range(k):
         b_max_[a] = math.exp(0.5 * x_[a])
         s_c_[a] = math.sqrt(-2.0 * x_[a])
-    black_and_vega_into(x_, b_max_, s_c_, b_c_, v_c_, work, rows[BLOCK:], k)
+    black_and_vega_into(x_, b_max_, s_c_, b_c_, v_c_, work, spare_rows, k)
     for a in range(k):
         s_side_[a] = _tangent_point(beta_[a], b_max_[a], s_c_[a], b_c_[a], v_c_[a])
-    black_and_vega_into(x_, b_max_, s_side_, b_side_, v_side_, work, rows[BLOCK:], k)
-    guess_rows = rows[BLOCK:]
+    black_and_vega_into(x_, b_max_, s_side_, b_side_, v_side_, work, spare_rows, k)
     guesses_into(beta_, x_, s_c_, b_c_, v_c_, s_side_, b_side_, v_side_, s_, branches, left_,
-                 right_, work, guess_rows, k)  # fmt: skip
+                 right_, work, spare_rows, k)  # fmt: skip
     kept = 0
     for a in range(k):
         j = rows[a]
@@ -429,7 +437,7 @@ def _implied_vol_block(start, m, price, spot, strike, years, rate, div_yield, is
     ln_into(beta_, log_beta_, k)
     b_, v_, steps_ = b_c_, v_c_, b_side_
     for iteration in range(MAX_ITERATIONS):
-        black_and_vega_into(x_, b_max_, s_, b_, v_, work, rows[BLOCK:], k)
+        black_and_vega_into(x_, b_max_, s_, b_, v_, work, spare_rows, k)
         _updates_into(x_, s_, branches, beta_, log_beta_, b_, v_, left_, right_, steps_, k)
         last = iteration == MAX_ITERATIONS - 1
         kept = 0
@@ -467,11 +475,12 @@ def _updates_into(x_, s_, branches, beta_, log_beta_, b_, v_, left_, right_, ste
 
 def _implied_vol_loop(price, spot, strike, years, rate, div_yield, is_call, vol, status):
     n = price.shape[0]
+    size = min(BLOCK, n)
     for c in prange((n + BLOCK - 1) // BLOCK):
-        state = np.empty((_STATE_ROWS, BLOCK))
-        work = np.empty((BATCH_WORK_ROWS, BLOCK))
-        rows = np.empty(2 * BLOCK, dtype=np.int64)
-        branches = np.empty(BLOCK, dtype=np.int64)
+        state = np.empty((_STATE_ROWS, size))
+        work = np.empty((BATCH_WORK_ROWS, size))
+        rows = np.empty(2 * size, dtype=np.int64)
+        branches = np.empty(size, dtype=np.int64)
         start = c * BLOCK
         _implied_vol_block(start, min(BLOCK, n - start), price, spot, strike, years, rate,
                            div_yield, is_call, vol, status, state, work, rows,
