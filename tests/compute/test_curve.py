@@ -48,7 +48,9 @@ def curve_config(keys: Path, **overrides) -> ComputeConfig:
     )
 
 
-async def wait_for(condition, timeout: float = 60.0, what: str = "condition") -> None:
+async def wait_for(condition, timeout: float = 240.0, what: str = "condition") -> None:
+    """Poll `condition`. The deadline is generous: a worker compiles its kernels before it
+    connects when numba's cache does not match, which takes a minute on a loaded machine."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
@@ -113,6 +115,7 @@ async def curve_dispatcher(market_state, keys):
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(900)
 async def test_only_authorized_workers_get_in_and_the_refused_say_why(
     curve_dispatcher, keys, tmp_path
 ):
@@ -121,10 +124,12 @@ async def test_only_authorized_workers_get_in_and_the_refused_say_why(
     processes = []
     try:
         good = start_worker(tcp, tmp_path / "good.log", *curve_args(keys, "good"))
+        processes.append(good)
+        await wait_for(lambda: good.pid in worker_pids(dispatcher), what="good worker READY")
+        # (Started once the first one compiled the kernels, if numba's cache was stale.)
         stranger = start_worker(tcp, tmp_path / "stranger.log", *curve_args(keys, "stranger"))
         plain = start_worker(tcp, tmp_path / "plain.log")
-        processes += [good, stranger, plain]
-        await wait_for(lambda: good.pid in worker_pids(dispatcher), what="good worker READY")
+        processes += [stranger, plain]
         assert next(iter(dispatcher.workers.values())).key_name == "good"
 
         # The local fleet's endpoint is still plain (NULL): a keyless peer gets in there.
@@ -144,9 +149,15 @@ async def test_only_authorized_workers_get_in_and_the_refused_say_why(
         await wait_for(
             lambda: logged(tmp_path / "plain.log", "it requires CurveZMQ"), what="plain's log"
         )
+        # (The dispatcher reads its monitor on its next turn.)
+        await wait_for(
+            lambda: (
+                dispatcher.handshake_failures["auth"] >= 1
+                and sum(dispatcher.handshake_failures.values()) >= 2
+            ),
+            what="handshake failures counted",
+        )
         status = dispatcher.status()
-        assert status["handshake_failures_by_reason"]["auth"] >= 1
-        assert status["handshake_failures"] >= 2
         assert status["curve"]["denied_keys"] >= 1
         stranger_key = ClientKeys.load(keys / "server.key", keys / "stranger.key_secret").public
         assert stranger_key.decode() in status["curve"]["last_denied_key"]
@@ -183,7 +194,8 @@ async def test_the_plain_endpoint_stays_plain_whichever_is_bound_first(market_st
     peers = []
     try:
         peers.append(await plain_peer_ready(tcp, "plain-over-tcp"))
-        await wait_for(lambda: dispatcher.handshake_failures["protocol"] >= 1, what="refusal")
+        # (A plaintext peer on a CURVE endpoint fails as `protocol` or `no_detail`.)
+        await wait_for(lambda: sum(dispatcher.handshake_failures.values()) >= 1, what="refusal")
         assert not dispatcher.workers
         peers.append(await plain_peer_ready(ipc, "plain-over-ipc"))
         await wait_for(lambda: len(dispatcher.workers) == 1, what="ipc peer READY")

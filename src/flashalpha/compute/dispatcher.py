@@ -27,6 +27,7 @@ import contextlib
 import logging
 import math
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -151,7 +152,7 @@ class Dispatcher:
         self.socket.setsockopt(zmq.MAXMSGSIZE, 1 << 30)
         self.endpoints: list[str] = []
         self.bind_errors: list[str] = []
-        self._monitor_address = f"inproc://flashalpha-dispatcher-monitor-{id(self):x}"
+        self._monitor_address = f"inproc://flashalpha-dispatcher-monitor-{uuid.uuid4().hex}"
         self.socket.monitor(self._monitor_address, sum(HANDSHAKE_FAILURES))
         self._monitor = self.context.socket(zmq.PAIR)
         self._monitor.setsockopt(zmq.LINGER, 0)
