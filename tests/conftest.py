@@ -25,3 +25,14 @@ def data_dir(tmp_path, monkeypatch):
     path.mkdir()
     monkeypatch.setenv("FLASHALPHA_DATA_DIR", str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def compiled_pricing_kernels():
+    """Compile the pricing kernels into numba's on-disk cache once, before any worker process
+    starts: on a fresh clone every worker would otherwise compile them itself, in parallel, on
+    a shared machine (a minute or more), and the tests would wait on that instead of what they
+    check. Requested by the suites that start workers."""
+    from flashalpha.compute.pricer import warm_up
+
+    warm_up()

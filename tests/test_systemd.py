@@ -81,6 +81,7 @@ def test_watchdog_interval_is_half_the_timeout_for_this_process(monkeypatch):
 
 
 @pytest.mark.integration
+@pytest.mark.usefixtures("compiled_pricing_kernels")  # its local worker starts from the cache
 def test_daemon_speaks_sd_notify(notify_socket, tmp_path, shm_name):
     sock, path = notify_socket
     env = {

@@ -67,3 +67,8 @@ def market_state(shm_name):
     state = MarketState.create(shm_name, capacity=4096, underlying_capacity=4)
     yield state
     state.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pricing_kernels_compiled(compiled_pricing_kernels):
+    """Worker processes start from numba's cache (see tests/conftest.py)."""

@@ -126,3 +126,8 @@ def daemon_factory(tmp_path, shm_name):
     yield make
     for daemon in made:
         daemon.__exit__()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _pricing_kernels_compiled(compiled_pricing_kernels):
+    """Worker processes start from numba's cache (see tests/conftest.py)."""

@@ -49,19 +49,26 @@ def price_batch(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def warm_up() -> None:
-    """Run every kernel once on a tiny batch (compiles or loads numba's cache)."""
-    n = 4
+    """Run every kernel once on a small batch (compiles or loads numba's cache): European rows,
+    single American rows, and one American chain long enough to share a boundary table
+    (`american_chain.MIN_GROUP`), so that a worker's first real batch compiles nothing."""
+    strikes = np.arange(80.0, 122.0, 3.0)  # 14 American puts of one chain
+    chain = len(strikes)
+    n = 4 + chain
     inputs = {name: np.zeros(n, dtype) for name, dtype in INPUT_COLUMNS}
+    chain_theo = pricing.american_price(100.0, strikes, 0.25, 0.04, 0.01, 0.3, False, method="fast")
     inputs.update(
         spot=np.full(n, 100.0),
-        strike=np.array([90.0, 100.0, 110.0, 100.0]),
+        strike=np.concatenate([[90.0, 100.0, 110.0, 100.0], strikes]),
         years=np.full(n, 0.25),
         rate=np.full(n, 0.04),
         div_yield=np.full(n, 0.01),
-        bid=np.array([10.5, 4.0, 1.0, 3.5]),
-        ask=np.array([11.0, 4.2, 1.2, 3.7]),
-        right=np.array([1, 1, 1, 0], np.uint8),
-        style=np.array([ExerciseStyle.EUROPEAN] * 2 + [ExerciseStyle.AMERICAN] * 2, np.uint8),
+        bid=np.concatenate([[10.5, 4.0, 1.0, 3.5], chain_theo - 0.05]),
+        ask=np.concatenate([[11.0, 4.2, 1.2, 3.7], chain_theo + 0.05]),
+        right=np.array([1, 1, 1] + [0] * (1 + chain), np.uint8),
+        style=np.array(
+            [ExerciseStyle.EUROPEAN] * 2 + [ExerciseStyle.AMERICAN] * (2 + chain), np.uint8
+        ),
     )
     result = price_batch(inputs)
     if not (result["pricing_status"] == PricingStatus.OK).any():  # pragma: no cover
