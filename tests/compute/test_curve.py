@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import zmq
-import zmq.asyncio
 
 from flashalpha.compute import protocol
 from flashalpha.compute.curve import AuthorizedKeys, ClientKeys, create_keys
@@ -91,11 +90,15 @@ def worker_pids(dispatcher: Dispatcher) -> set[int]:
     return {w.pid for w in dispatcher.workers.values()}
 
 
-async def plain_peer_ready(endpoint: str, name: str) -> zmq.asyncio.Socket:
-    sock = zmq.asyncio.Context.instance().socket(zmq.DEALER)
+def plain_peer_ready(endpoint: str, name: str) -> zmq.Socket:
+    """A keyless DEALER that says READY. A plain blocking socket: its send only queues (the
+    pipe exists from connect), and SNDTIMEO turns a send that cannot queue into an error
+    instead of a hang."""
+    sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.SNDTIMEO, 10_000)
     sock.connect(endpoint)
-    await sock.send_multipart(protocol.encode(Kind.READY, protocol.Ready(name, 4242, 1, 0.2)))
+    sock.send_multipart(protocol.encode(Kind.READY, protocol.Ready(name, 4242, 1, 0.2)))
     return sock
 
 
@@ -133,7 +136,7 @@ async def test_only_authorized_workers_get_in_and_the_refused_say_why(
         assert next(iter(dispatcher.workers.values())).key_name == "good"
 
         # The local fleet's endpoint is still plain (NULL): a keyless peer gets in there.
-        local = await plain_peer_ready(ipc, "local")
+        local = plain_peer_ready(ipc, "local")
         try:
             await wait_for(lambda: 4242 in worker_pids(dispatcher), what="ipc peer READY")
         finally:
@@ -193,11 +196,11 @@ async def test_the_plain_endpoint_stays_plain_whichever_is_bound_first(market_st
     task = asyncio.get_running_loop().create_task(dispatcher.run())
     peers = []
     try:
-        peers.append(await plain_peer_ready(tcp, "plain-over-tcp"))
+        peers.append(plain_peer_ready(tcp, "plain-over-tcp"))
         # (A plaintext peer on a CURVE endpoint fails as `protocol` or `no_detail`.)
         await wait_for(lambda: sum(dispatcher.handshake_failures.values()) >= 1, what="refusal")
         assert not dispatcher.workers
-        peers.append(await plain_peer_ready(ipc, "plain-over-ipc"))
+        peers.append(plain_peer_ready(ipc, "plain-over-ipc"))
         await wait_for(lambda: len(dispatcher.workers) == 1, what="ipc peer READY")
         assert next(iter(dispatcher.workers.values())).name == "plain-over-ipc"
     finally:
