@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from flashalpha.pricing import american_price, bsm_price, implied_vol
@@ -24,13 +24,19 @@ PROPERTY_SETTINGS = settings(max_examples=300, deadline=None)
 
 @PROPERTY_SETTINGS
 @given(spot, moneyness, years, rate, div_yield, vol, vol, is_call)
+# Found by hypothesis: a put deep in its exercise region, 6.4e-6·S above K - S at the lower
+# vol (the premium's quadrature error) and 4.3e-6·S at the higher.
+@example(s=1.0, m=2.25, t=0.9375, r=0.099609375, q=0.0, v1=0.5, v2=0.6875, c=False)
 def test_price_increases_with_vol(s, m, t, r, q, v1, v2, c):
     low, high = sorted((v1, v2))
     k = s * m
     assert bsm_price(s, k, t, r, q, low, c) <= bsm_price(s, k, t, r, q, high, c) + 1e-12 * s
-    # The fast engine is monotone to its own accuracy: deep in the exercise region its
-    # European + premium can exceed K - S by ~2e-7·S, less at higher vol.
-    for method, tolerance in (("fast", 1e-6), ("crr", 1e-9)):
+    # The fast engine is monotone to its own accuracy, 1e-5·S (docs/PRICING.md: within 1e-3 of
+    # QuantLib's QdFp accurate scheme at S = 100). In the exercise region its European +
+    # premium exceeds K - S by up to a few 1e-6·S, more at low vol; it deliberately does not
+    # switch to K - S below the boundary, which would make the price (and the
+    # finite-difference greeks) jump there.
+    for method, tolerance in (("fast", 1e-5), ("crr", 1e-9)):
         a_low = american_price(s, k, t, r, q, low, c, method=method)
         a_high = american_price(s, k, t, r, q, high, c, method=method)
         assert a_low <= a_high + tolerance * s
@@ -48,7 +54,7 @@ def test_price_monotone_in_strike(s, m1, m2, t, r, q, v, c):
     diff_am = american_price(s, k_high, t, r, q, v, c, method="fast") - american_price(
         s, k_low, t, r, q, v, c, method="fast"
     )
-    assert sign * diff_am >= -1e-6 * s
+    assert sign * diff_am >= -1e-5 * s  # the fast engine's accuracy (see above)
 
 
 @PROPERTY_SETTINGS
