@@ -7,6 +7,14 @@ import os
 import uuid
 
 import pytest
+from hypothesis import settings
+
+# Property tests draw the same examples on every run (per test): a red `make test` is
+# reproducible and never a new random draw. FLASHALPHA_HYPOTHESIS_PROFILE=explore searches anew
+# with more examples; a failure it finds goes into the test as an @example.
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False, max_examples=2_000)
+settings.load_profile(os.environ.get("FLASHALPHA_HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture
