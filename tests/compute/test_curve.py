@@ -90,14 +90,19 @@ def worker_pids(dispatcher: Dispatcher) -> set[int]:
     return {w.pid for w in dispatcher.workers.values()}
 
 
-def plain_peer_ready(endpoint: str, name: str) -> zmq.Socket:
-    """A keyless DEALER that says READY. A plain blocking socket: its send only queues (the
-    pipe exists from connect), and SNDTIMEO turns a send that cannot queue into an error
-    instead of a hang."""
+def plain_peer(endpoint: str) -> zmq.Socket:
+    """A keyless DEALER, connected. On a CURVE endpoint its handshake is refused, and libzmq
+    may drop its pipe until it reconnects: nothing can be sent then, nor needs to be."""
     sock = zmq.Context.instance().socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.SNDTIMEO, 10_000)
+    sock.setsockopt(zmq.SNDTIMEO, 10_000)  # a send that cannot queue fails instead of hanging
     sock.connect(endpoint)
+    return sock
+
+
+def plain_peer_ready(endpoint: str, name: str) -> zmq.Socket:
+    """A keyless DEALER that says READY on a plain endpoint (the send only queues)."""
+    sock = plain_peer(endpoint)
     sock.send_multipart(protocol.encode(Kind.READY, protocol.Ready(name, 4242, 1, 0.2)))
     return sock
 
@@ -196,7 +201,7 @@ async def test_the_plain_endpoint_stays_plain_whichever_is_bound_first(market_st
     task = asyncio.get_running_loop().create_task(dispatcher.run())
     peers = []
     try:
-        peers.append(plain_peer_ready(tcp, "plain-over-tcp"))
+        peers.append(plain_peer(tcp))  # its handshake alone is refused
         # (A plaintext peer on a CURVE endpoint fails as `protocol` or `no_detail`.)
         await wait_for(lambda: sum(dispatcher.handshake_failures.values()) >= 1, what="refusal")
         assert not dispatcher.workers
