@@ -51,6 +51,7 @@ __all__ = [
     "OptionContract",
     "RegistryFullError",
     "am_settled",
+    "am_settled_roots",
     "default_style",
     "parse_compact",
     "parse_osi",
@@ -90,14 +91,18 @@ AM_SETTLED_ROOTS: Final = frozenset({"SPX", "NDX", "RUT", "DJX", "VIX", "VIXW"})
 #: From an a.m. settlement (09:30) to the close (16:00) of the same New York day, in ns: the
 #: same on daylight-saving days, whose shifts happen at 02:00.
 AM_SETTLEMENT_LEAD_NS: Final = (6 * 3600 + 30 * 60) * 1_000_000_000
-_AM_ROOT_FIELDS = np.array([root.ljust(6).encode("ascii") for root in AM_SETTLED_ROOTS], "S6")
+_AM_ROOTS = np.array(sorted(AM_SETTLED_ROOTS), "S6")
+
+
+def am_settled_roots(roots: np.ndarray) -> np.ndarray:
+    """True for each root (``S6`` bytes, space-padded as in OSI or not) in `AM_SETTLED_ROOTS`."""
+    return np.isin(np.char.rstrip(np.asarray(roots, "S6")), _AM_ROOTS)
 
 
 def am_settled(osi_symbols: np.ndarray) -> np.ndarray:
     """True for each OSI symbol (``S21`` bytes, as the registry and the state hold them) whose
     root settles a.m. (`AM_SETTLED_ROOTS`)."""
-    roots = np.asarray(osi_symbols, f"S{OSI_WIDTH}").astype("S6")  # the space-padded root
-    return np.isin(roots, _AM_ROOT_FIELDS)
+    return am_settled_roots(np.asarray(osi_symbols, f"S{OSI_WIDTH}").astype("S6"))
 
 
 #: Alternate roots listed on an index whose ticker differs from the root (weeklies, PM-settled).

@@ -40,13 +40,17 @@ class ExpiryClock:
         self._first = 0
         self._close = np.empty(0, np.int64)
         self._am = np.zeros(0, bool)
+        self._am_rows = 0
 
     def am_settled(self, state: MarketState) -> np.ndarray:
         """Per option row of `state`: does it settle a.m.? (Listed rows never change.)"""
         count = state.count
-        if len(self._am) < count:
-            fresh = am_settled(state.column("osi")[len(self._am) : count])
-            self._am = np.concatenate([self._am, fresh])
+        if len(self._am) < state.capacity:
+            self._am = np.zeros(state.capacity, bool)
+            self._am_rows = 0
+        if self._am_rows < count:
+            self._am[self._am_rows : count] = am_settled(state.column("osi")[self._am_rows : count])
+            self._am_rows = count
         return self._am[:count]
 
     def close_ns(self, expiry_days: np.ndarray) -> np.ndarray:

@@ -21,6 +21,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from flashalpha.instruments import AM_SETTLEMENT_LEAD_NS
+
 NEW_YORK: Final = ZoneInfo("America/New_York")
 #: Expiry instant: the close, 16:00 New York time.
 EXPIRY_TIME: Final = datetime.time(16, 0)
@@ -152,6 +154,12 @@ def expiry_close_ns(expiry_days: np.ndarray) -> np.ndarray:
     distinct, inverse = np.unique(days, return_inverse=True)
     closes = np.fromiter((_close_ns(int(day)) for day in distinct), np.int64, distinct.shape[0])
     return closes[inverse]
+
+
+def expiry_instant_ns(expiry_days: np.ndarray, am: np.ndarray) -> np.ndarray:
+    """Each expiry's instant (int64 ns): the 16:00 close, or the 09:30 opening where `am` (the
+    series settles a.m., `flashalpha.instruments.am_settled`)."""
+    return expiry_close_ns(expiry_days) - np.where(am, AM_SETTLEMENT_LEAD_NS, 0)
 
 
 def open_ns(trading_date: datetime.date) -> int:

@@ -26,7 +26,7 @@ import numpy as np
 
 from flashalpha.feeds.synthetic import calendar, codes, smile
 from flashalpha.feeds.synthetic.universe import Universe
-from flashalpha.instruments import AM_SETTLEMENT_LEAD_NS, InstrumentRegistry, am_settled
+from flashalpha.instruments import InstrumentRegistry, am_settled
 from flashalpha.pricing import bsm_price
 from flashalpha.state.layout import (
     OPEN_INTEREST_DTYPE,
@@ -97,8 +97,8 @@ class SyntheticMarket:
         self.strike = registry.strikes[rows]
         expiry_days = registry.expiry_days[rows]
         #: Each contract's expiry instant: the close, or the opening for a.m.-settled roots.
-        self.expiry_ns = calendar.expiry_close_ns(expiry_days) - np.where(
-            am_settled(registry.osi_symbols[rows]), AM_SETTLEMENT_LEAD_NS, 0
+        self.expiry_ns = calendar.expiry_instant_ns(
+            expiry_days, am_settled(registry.osi_symbols[rows])
         )
         self.is_call = registry.rights[rows] == Right.CALL
         self.american = registry.styles[rows] == ExerciseStyle.AMERICAN

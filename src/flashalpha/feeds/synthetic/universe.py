@@ -27,11 +27,10 @@ from flashalpha.feeds.synthetic.calendar import Schedule
 from flashalpha.feeds.synthetic.smile import atm_vol
 from flashalpha.feeds.synthetic.strikes import default_steps, strike_grid
 from flashalpha.instruments import (
-    AM_SETTLED_ROOTS,
-    AM_SETTLEMENT_LEAD_NS,
     EUROPEAN_UNDERLYINGS,
     ROOT_UNDERLYINGS,
     InstrumentRegistry,
+    am_settled_roots,
     underlying_of_root,
 )
 from flashalpha.state.layout import ExerciseStyle, Right
@@ -358,9 +357,8 @@ def _register(
 
     # Strike grids sized by each chain's expected move as of the trading date's open.
     listing_ns = calendar.open_ns(trading_date)
-    am = np.isin(root_of_chain, np.array(sorted(AM_SETTLED_ROOTS), "S6"))
-    expiry_ns = calendar.expiry_close_ns(expiry_of_chain.astype(np.int64)) - np.where(
-        am, AM_SETTLEMENT_LEAD_NS, 0
+    expiry_ns = calendar.expiry_instant_ns(
+        expiry_of_chain.astype(np.int64), am_settled_roots(root_of_chain)
     )
     years_to_close = (expiry_ns - listing_ns) / calendar.NS_PER_YEAR
     years = np.maximum(years_to_close, 1.0 / 365)
